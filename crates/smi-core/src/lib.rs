@@ -1,0 +1,12 @@
+//! smi-core: the SMI model, its loader and validation, workload identity, and the compiled
+//! policy that every part of the mesh decides with. No I/O, no async.
+#![forbid(unsafe_code)]
+
+pub mod identity;
+pub mod load;
+pub mod model;
+pub mod policy;
+
+pub use identity::{DEFAULT_TRUST_DOMAIN, IdentityError, ServiceAccount, SpiffeId};
+pub use load::{Diagnostic, Format, Loaded, Loader, Severity, load_str};
+pub use policy::{Options, PathMatch, Snapshot};
