@@ -1,0 +1,84 @@
+//! Arguments shared by the policy commands, and loading the policy they name.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use smi_core::{DEFAULT_TRUST_DOMAIN, Options, PathMatch, Snapshot};
+
+use super::EXIT_USAGE;
+use crate::source;
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// SMI files or directories (YAML or JSON, multi-document).
+    #[arg(long, required = true, num_args = 1.., value_name = "PATH")]
+    pub policy: Vec<PathBuf>,
+    /// Trust domain of the SPIFFE identities.
+    #[arg(long, default_value = DEFAULT_TRUST_DOMAIN)]
+    pub trust_domain: String,
+    /// How pathRegex is anchored: `prefix` (SMI spec: ^re) or `full` (OSM/Envoy: ^re$).
+    #[arg(long, value_enum, default_value_t = PathMode::Prefix)]
+    pub path_match: PathMode,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PathMode {
+    Prefix,
+    Full,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+impl PolicyArgs {
+    /// Loads and compiles; on load errors prints them and returns the usage exit code.
+    pub fn snapshot(&self, permissive: bool) -> Result<Snapshot, ExitCode> {
+        let loaded = source::load_paths(&self.policy);
+        for d in loaded.diagnostics.iter() {
+            let level = if d.is_error() { "error" } else { "warning" };
+            eprintln!("{level}: {d}");
+        }
+        if !loaded.is_valid() {
+            return Err(ExitCode::from(EXIT_USAGE));
+        }
+        let options = Options::default()
+            .trust_domain(&self.trust_domain)
+            .path_match(match self.path_match {
+                PathMode::Prefix => PathMatch::Prefix,
+                PathMode::Full => PathMatch::Full,
+            })
+            .permissive(permissive);
+        let snapshot = Snapshot::compile(loaded.policy, options);
+        for w in snapshot.warnings() {
+            eprintln!("warning: {w}");
+        }
+        Ok(snapshot)
+    }
+}
+
+/// `--header 'Name: value'` occurrences as a header map.
+pub fn header_map(headers: &[String]) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::new();
+    for h in headers {
+        let (name, value) = h
+            .split_once(':')
+            .ok_or_else(|| format!("--header {h:?}: expected 'Name: value'"))?;
+        let name = HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| format!("--header {h:?}: invalid header name"))?;
+        let value = HeaderValue::from_str(value.trim())
+            .map_err(|_| format!("--header {h:?}: invalid header value"))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// Prints a usage error and returns the usage exit code.
+pub fn usage(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(EXIT_USAGE)
+}

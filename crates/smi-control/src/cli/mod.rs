@@ -1,0 +1,45 @@
+//! `smictl`: offline answers about SMI policy, and (later) control-service administration.
+//!
+//! Exit codes are a stable interface: `validate` 0 valid / 1 invalid; `check` 0 allow / 1 deny;
+//! every command 2 for usage errors or policy that does not load.
+
+mod args;
+mod check;
+mod route;
+mod validate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Usage error or policy that does not load.
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "smictl",
+    version,
+    about = "Validate SMI policy and ask it questions offline"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check SMI files and directories; exit 0 when valid (warnings printed), 1 when invalid.
+    Validate(validate::ValidateArgs),
+    /// Would a source be allowed to call a destination this way? Exit 0 allow, 1 deny.
+    Check(check::CheckArgs),
+    /// Where does a request to a service go (TrafficSplit backends and their shares)?
+    Route(route::RouteArgs),
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Validate(args) => validate::run(&args),
+        Command::Check(args) => check::run(&args),
+        Command::Route(args) => route::run(&args),
+    }
+}
