@@ -1,0 +1,294 @@
+//! `smictl` as scripts use it: real files, the real binary, exit codes and output formats.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const EXAMPLE_POLICY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/bookstore/policy"
+);
+
+fn smictl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_smictl"))
+        .args(args)
+        .output()
+        .expect("run smictl")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn validate_accepts_the_bundled_example_policy() {
+    let out = smictl(&["validate", EXAMPLE_POLICY]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout(&out), "");
+}
+
+#[test]
+fn validate_prints_one_line_per_error_naming_file_doc_resource_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: x}\n---\n\
+         apiVersion: split.smi-spec.io/v1alpha4\nkind: TrafficSplit\n\
+         metadata: {name: canary, namespace: web}\n\
+         spec: {service: web, backends: [{service: v1, weight: 1}, {service: v2, weight: -3}]}\n---\n\
+         apiVersion: specs.smi-spec.io/v1alpha4\nkind: HTTPRouteGroup\n\
+         metadata: {name: routes, namespace: web}\n\
+         spec: {matches: [{name: m, pathRegex: '(unclosed', methods: [GET]}]}\n",
+    );
+    let out = smictl(&["validate", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
+    let file = bad.display().to_string();
+    assert_eq!(
+        lines,
+        vec![
+            format!(
+                "{file}:doc 2: TrafficSplit web/canary: spec.backends[1].weight: -3 is negative; weights must be >= 0"
+            ),
+            format!(
+                "{file}:doc 3: HTTPRouteGroup web/routes: spec.matches[0].pathRegex: invalid regex \"(unclosed\": error: unclosed group"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn validate_reports_malformed_yaml_and_keeps_checking_other_files() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.yaml", "kind: [unclosed\n");
+    write(
+        dir.path(),
+        "b.yaml",
+        "apiVersion: access.smi-spec.io/v1beta9\nkind: TrafficTarget\nmetadata: {name: t}\n",
+    );
+    let out = smictl(&["validate", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("a.yaml:doc 1: malformed YAML"), "{text}");
+    assert!(
+        text.contains("b.yaml:doc 1: TrafficTarget default/t: apiVersion: unsupported version"),
+        "{text}"
+    );
+}
+
+#[test]
+fn validate_warns_but_passes_on_dangling_references() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "t.yaml",
+        "apiVersion: access.smi-spec.io/v1alpha3\nkind: TrafficTarget\nmetadata: {name: t, namespace: a}\n\
+         spec:\n  destination: {kind: ServiceAccount, name: b}\n  sources: [{kind: ServiceAccount, name: c}]\n\
+         \x20 rules: [{kind: HTTPRouteGroup, name: missing}]\n",
+    );
+    let out = smictl(&["validate", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("HTTPRouteGroup a/missing does not exist"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_allows_bookbuyer_and_names_the_deciding_target_rule_and_match() {
+    let out = smictl(&[
+        "check",
+        "--policy",
+        EXAMPLE_POLICY,
+        "--from",
+        "bookbuyer/bookbuyer",
+        "--to",
+        "bookstore/bookstore",
+        "--http",
+        "GET",
+        "/books-bought",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["decision"], "allow");
+    assert_eq!(
+        v["permit"]["traffic_target"],
+        "bookstore/bookbuyer-access-bookstore"
+    );
+    assert_eq!(v["permit"]["rule_kind"], "HTTPRouteGroup");
+    assert_eq!(v["permit"]["match"], "books-bought");
+}
+
+#[test]
+fn check_denies_bookthief_with_exit_code_1() {
+    let out = smictl(&[
+        "check",
+        "--policy",
+        EXAMPLE_POLICY,
+        "--from",
+        "bookthief/bookthief",
+        "--to",
+        "bookstore/bookstore",
+        "--http",
+        "GET",
+        "/buy-a-book/new",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).starts_with("DENY bookthief/bookthief -> bookstore/bookstore"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn check_explains_which_targets_were_considered_on_a_route_denial() {
+    let out = smictl(&[
+        "check",
+        "--policy",
+        EXAMPLE_POLICY,
+        "--from",
+        "bookbuyer/bookbuyer",
+        "--to",
+        "bookstore/bookstore",
+        "--http",
+        "DELETE",
+        "/books-bought",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["reason"], "no_rule_matched");
+    assert_eq!(
+        v["targets"][0]["traffic_target"],
+        "bookstore/bookbuyer-access-bookstore"
+    );
+}
+
+#[test]
+fn check_permissive_allows_anything() {
+    let out = smictl(&[
+        "check",
+        "--policy",
+        EXAMPLE_POLICY,
+        "--from",
+        "bookthief/bookthief",
+        "--to",
+        "bookstore/bookstore",
+        "--permissive",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn check_exits_2_on_usage_errors_and_broken_policy() {
+    let out = smictl(&[
+        "check",
+        "--policy",
+        EXAMPLE_POLICY,
+        "--from",
+        "nonamespace",
+        "--to",
+        "a/b",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = smictl(&[
+        "check",
+        "--policy",
+        EXAMPLE_POLICY,
+        "--from",
+        "a/b",
+        "--to",
+        "a/b",
+        "--header",
+        "no-colon",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "broken.yaml",
+        "apiVersion: split.smi-spec.io/v1alpha4\nkind: TrafficSplit\n",
+    );
+    let out = smictl(&[
+        "check",
+        "--policy",
+        dir.path().to_str().unwrap(),
+        "--from",
+        "a/b",
+        "--to",
+        "a/b",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("broken.yaml:doc 1: TrafficSplit: metadata: missing")
+    );
+}
+
+#[test]
+fn route_reports_backends_probabilities_and_seeded_samples() {
+    let args = [
+        "route",
+        "--policy",
+        EXAMPLE_POLICY,
+        "--service",
+        "bookstore.bookstore.svc.cluster.local",
+        "--samples",
+        "1000",
+        "--seed",
+        "3",
+        "--output",
+        "json",
+    ];
+    let out = smictl(&args);
+    assert_eq!(out.status.code(), Some(0));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["decision"], "split");
+    assert_eq!(v["backends"][0]["service"], "bookstore-v1");
+    assert_eq!(v["backends"][0]["weight"], 50);
+    assert_eq!(v["backends"][0]["probability"], 0.5);
+    let counts = &v["samples"]["counts"];
+    let total = counts["bookstore-v1"].as_u64().unwrap() + counts["bookstore-v2"].as_u64().unwrap();
+    assert_eq!(total, 1000);
+    // The same seed gives the same counts.
+    assert_eq!(
+        serde_json::from_slice::<Value>(&smictl(&args).stdout).unwrap(),
+        v
+    );
+}
+
+#[test]
+fn route_lists_the_root_service_itself_when_there_is_no_split() {
+    let out = smictl(&[
+        "route",
+        "--policy",
+        EXAMPLE_POLICY,
+        "--service",
+        "bookwarehouse/bookwarehouse",
+        "--output",
+        "json",
+    ]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["decision"], "unsplit");
+    assert_eq!(v["backends"][0]["service"], "bookwarehouse");
+    assert_eq!(v["backends"][0]["probability"], 1.0);
+}
