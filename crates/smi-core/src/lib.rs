@@ -6,6 +6,8 @@ pub mod identity;
 pub mod load;
 pub mod model;
 pub mod policy;
+#[cfg(feature = "proto")]
+pub mod proto;
 
 pub use identity::{DEFAULT_TRUST_DOMAIN, IdentityError, ServiceAccount, SpiffeId};
 pub use load::{Diagnostic, Format, Loaded, Loader, Severity, load_str};
