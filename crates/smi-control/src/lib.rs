@@ -1,8 +1,11 @@
 //! smi-control: the control service of smi-mesh and the `smictl` command line.
 //!
 //! - [`source`]: policy sources (files and directories now) into a [`smi_core::Loaded`].
-//! - [`cli`]: the `smictl` commands (`validate`, `check`, `route`).
+//! - [`ca`]: the certificate authority and its state directory.
+//! - [`cli`]: the `smictl` commands.
 #![forbid(unsafe_code)]
 
+pub mod ca;
 pub mod cli;
+pub mod enroll;
 pub mod source;

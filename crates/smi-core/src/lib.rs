@@ -8,6 +8,7 @@ pub mod model;
 pub mod policy;
 #[cfg(feature = "proto")]
 pub mod proto;
+pub mod token;
 
 pub use identity::{DEFAULT_TRUST_DOMAIN, IdentityError, ServiceAccount, SpiffeId};
 pub use load::{Diagnostic, Format, Loaded, Loader, Severity, load_str};

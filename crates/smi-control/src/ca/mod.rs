@@ -1,0 +1,182 @@
+//! The certificate authority: a P-256 root (or a provided root or intermediate) that signs
+//! short-lived workload certificates from CSRs, and the trust bundle workloads verify peers with.
+//!
+//! The SPIFFE URI SAN of a workload certificate comes from the authenticated identity, never from
+//! the CSR; a CSR that asks for another identity is refused. DNS SANs name the services the
+//! credential allows the workload to serve (`name.ns.svc.<cluster-domain>`), which is how the
+//! endpoint registry checks a registration after enrollment.
+
+mod csr;
+mod identity;
+mod store;
+
+pub use identity::{PeerIdentity, peer_identity};
+pub use store::{CaStore, StoreError};
+
+use std::time::{Duration, SystemTime};
+
+use rcgen::{
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
+    KeyUsagePurpose, SanType, SerialNumber,
+};
+use rustls::pki_types::CertificateDer;
+use smi_core::{ServiceAccount, SpiffeId};
+
+/// A service a workload may serve: `namespace/name`.
+pub type ServiceRef = ServiceAccount;
+
+/// Why a certificate was not issued.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error("the CSR is not a valid PKCS#10 request signed by its own key: {0}")]
+    BadCsr(String),
+    #[error("the CSR asks for {asked}, but the credential is for {granted}")]
+    ForeignSan { asked: String, granted: String },
+    #[error("signing failed: {0}")]
+    Sign(#[from] rcgen::Error),
+}
+
+/// A signed certificate, leaf first, and what it says.
+#[derive(Clone, Debug)]
+pub struct Issued {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub not_after: SystemTime,
+    pub spiffe_id: SpiffeId,
+}
+
+/// Signs certificates. Immutable: rotation builds a new one.
+#[derive(Debug)]
+pub struct Authority {
+    issuer: Issuer<'static, KeyPair>,
+    /// Certificates between the signer and a trust anchor (empty when the signer is a root),
+    /// with the signer itself first when it is an intermediate.
+    intermediates: Vec<CertificateDer<'static>>,
+    bundle: Vec<CertificateDer<'static>>,
+    trust_domain: String,
+    cluster_domain: String,
+}
+
+impl Authority {
+    pub fn new(
+        issuer: Issuer<'static, KeyPair>,
+        intermediates: Vec<CertificateDer<'static>>,
+        bundle: Vec<CertificateDer<'static>>,
+        trust_domain: &str,
+    ) -> Self {
+        Self {
+            issuer,
+            intermediates,
+            bundle,
+            trust_domain: trust_domain.to_owned(),
+            cluster_domain: "cluster.local".to_owned(),
+        }
+    }
+
+    pub fn trust_domain(&self) -> &str {
+        &self.trust_domain
+    }
+
+    /// The roots workloads trust (during a rotation, the old and the new).
+    pub fn bundle(&self) -> &[CertificateDer<'static>] {
+        &self.bundle
+    }
+
+    /// The DNS name a served service gets in certificates.
+    pub fn service_dns_name(&self, service: &ServiceRef) -> String {
+        format!(
+            "{}.{}.svc.{}",
+            service.name, service.namespace, self.cluster_domain
+        )
+    }
+
+    /// Signs a workload certificate for `identity` from a CSR (DER).
+    pub fn issue_workload(
+        &self,
+        csr_der: &[u8],
+        identity: &ServiceAccount,
+        serves: &[ServiceRef],
+        ttl: Duration,
+    ) -> Result<Issued, CaError> {
+        let spiffe_id = identity.spiffe_id(&self.trust_domain);
+        let csr = csr::parse(csr_der)?;
+        let granted = spiffe_id.to_string();
+        for asked in &csr.uris {
+            if *asked != granted {
+                return Err(CaError::ForeignSan {
+                    asked: asked.clone(),
+                    granted,
+                });
+            }
+        }
+        let mut sans = vec![SanType::URI(granted.as_str().try_into()?)];
+        for service in serves {
+            sans.push(SanType::DnsName(self.service_dns_name(service).try_into()?));
+        }
+        let mut params = leaf_params(sans, ttl, &identity.to_string());
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let not_after = SystemTime::now() + ttl;
+        let cert = params.signed_by(&csr.public_key, &self.issuer)?;
+        let mut chain = vec![cert.der().clone()];
+        chain.extend(self.intermediates.iter().cloned());
+        Ok(Issued {
+            chain,
+            not_after,
+            spiffe_id,
+        })
+    }
+
+    /// Signs the control service's own serving certificate (key made here, kept in memory).
+    pub fn issue_server(
+        &self,
+        dns_names: &[String],
+        ips: &[std::net::IpAddr],
+        ttl: Duration,
+    ) -> Result<(Vec<CertificateDer<'static>>, KeyPair), CaError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let spiffe = format!(
+            "spiffe://{}/ns/smi-system/sa/smi-control",
+            self.trust_domain
+        );
+        let mut sans = vec![SanType::URI(spiffe.as_str().try_into()?)];
+        for name in dns_names {
+            sans.push(SanType::DnsName(name.as_str().try_into()?));
+        }
+        sans.extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+        let mut params = leaf_params(sans, ttl, "smi-control");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &self.issuer)?;
+        let mut chain = vec![cert.der().clone()];
+        chain.extend(self.intermediates.iter().cloned());
+        Ok((chain, key))
+    }
+}
+
+fn leaf_params(sans: Vec<SanType>, ttl: Duration, common_name: &str) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.subject_alt_names = sans;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    // A minute of slack for clocks that are slightly behind ours.
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::minutes(1);
+    params.not_after = now + ttl;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.serial_number = Some(SerialNumber::from_slice(&random_serial()));
+    params.use_authority_key_identifier_extension = true;
+    params
+}
+
+pub(crate) fn random_serial() -> [u8; 16] {
+    let mut serial = [0u8; 16];
+    // aws-lc's RNG; a failure here means the process has no entropy, which is fatal anyway.
+    let _ = aws_lc_rs::rand::fill(&mut serial);
+    serial[0] &= 0x7f; // positive INTEGER
+    serial
+}
+
+#[cfg(test)]
+mod tests;
