@@ -5,7 +5,13 @@
 //! - [`cli`]: the `smictl` commands.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod api;
 pub mod ca;
 pub mod cli;
+pub mod distribute;
 pub mod enroll;
+pub mod registry;
+pub mod serve;
 pub mod source;
+pub mod status;

@@ -1,7 +1,10 @@
-//! smi-server: the inbound side of a meshed process (mTLS accept, peer identity, authorization).
+//! smi-server: the inbound side of a meshed process.
 //!
-//! The crate exists so that the workspace has its final shape; its layers are built in the
-//! data-plane issue. Until then it re-exports the policy core it will be built on.
+//! - [`tls`]: a TLS acceptor for tokio listeners whose configuration can be swapped while it
+//!   runs (certificate renewal, trust bundle rotation), yielding streams that tonic's
+//!   `serve_with_incoming`, hyper-util and axum accept.
+//!
+//! The authorization layers are built in the data-plane issue.
 #![forbid(unsafe_code)]
 
-pub use smi_core as core;
+pub mod tls;

@@ -11,7 +11,7 @@ mod identity;
 mod store;
 
 pub use identity::{PeerIdentity, peer_identity};
-pub use store::{CaStore, StoreError};
+pub use store::{CaStore, StoreError, load_provided};
 
 use std::time::{Duration, SystemTime};
 

@@ -1,11 +1,15 @@
-//! `smictl`: offline answers about SMI policy, and (later) control-service administration.
+//! `smictl`: offline answers about SMI policy, and control-service administration.
 //!
 //! Exit codes are a stable interface: `validate` 0 valid / 1 invalid; `check` 0 allow / 1 deny;
 //! every command 2 for usage errors or policy that does not load.
 
 mod args;
+mod ca;
 mod check;
+pub mod duration;
 mod route;
+mod status;
+mod token;
 mod validate;
 
 use std::process::ExitCode;
@@ -34,6 +38,26 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Where does a request to a service go (TrafficSplit backends and their shares)?
     Route(route::RouteArgs),
+    /// Join tokens for workloads.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// The certificate authority.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Summary of a running control service (policy health, connected workloads).
+    Status(status::StatusArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a join token for a workload identity.
+    Create(token::TokenCreateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Sign with a new root; keep the old one trusted for an overlap period.
+    Rotate(ca::RotateArgs),
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -41,5 +65,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Check(args) => check::run(&args),
         Command::Route(args) => route::run(&args),
+        Command::Token(TokenCommand::Create(args)) => token::create(&args),
+        Command::Ca(CaCommand::Rotate(args)) => ca::rotate(&args),
+        Command::Status(args) => status::run(&args),
     }
 }

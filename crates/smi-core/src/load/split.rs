@@ -37,8 +37,10 @@ pub(crate) fn read_traffic_split(
         };
         let weight = match b.weight.as_ref().filter(|w| !w.is_null()) {
             None => Err("missing".to_owned()),
-            Some(w) if version == Version::V1Alpha1 => quantity_weight(w),
-            Some(w) => integer_weight(w),
+            Some(w) if version == Version::V1Alpha1 => {
+                quantity_weight(w).and_then(|m| bounded(m, w, "m"))
+            }
+            Some(w) => integer_weight(w).and_then(|v| bounded(v, w, "")),
         };
         match weight {
             Ok(weight) => backends.push(Backend {
@@ -60,7 +62,12 @@ pub(crate) fn read_traffic_split(
             other => {
                 r.error(
                     format!("{field}.kind"),
-                    format!("{other:?}: only HTTPRouteGroup can be matched by a TrafficSplit"),
+                    match other {
+                        Some(kind) => format!(
+                            "{kind:?}: only HTTPRouteGroup can be matched by a TrafficSplit"
+                        ),
+                        None => "missing (expected HTTPRouteGroup)".to_owned(),
+                    },
                 );
                 ok = false;
                 continue;
@@ -112,6 +119,20 @@ fn root_service(service: &str, meta: &Meta, r: &mut Reporter<'_>) -> Option<Stri
         return None;
     }
     Some(name.to_owned())
+}
+
+/// The largest weight: bounding each keeps the sum of any split's weights within `u64`, which
+/// the weighted pick needs (an overflowing sum left it with no sampler, as if every weight were 0).
+const MAX_WEIGHT: u64 = u32::MAX as u64;
+
+fn bounded(weight: u64, written: &Value, unit: &str) -> Result<u64, String> {
+    if weight <= MAX_WEIGHT {
+        Ok(weight)
+    } else {
+        Err(format!(
+            "{written} is too large; a weight may be at most {MAX_WEIGHT}{unit}"
+        ))
+    }
 }
 
 fn quantity_weight(w: &Value) -> Result<u64, String> {

@@ -1,0 +1,251 @@
+//! The control API (tonic): Certify, Watch, Ack, Register.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use smi_core::ServiceAccount;
+use smi_core::proto::v1::{self, control_server::Control};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{ReceiverStream, WatchStream};
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::ca::{Authority, CaError, PeerIdentity, peer_identity};
+use crate::distribute::{Hub, Subscription};
+use crate::enroll::{Authenticators, Credential};
+use crate::registry::{RegisterError, Registry};
+use crate::status::{Counters, Session, Status as ControlStatus, unix, unix_now};
+
+/// Everything the API needs; cheap to clone into tonic.
+#[derive(Clone, Debug)]
+pub struct ControlApi {
+    pub ca: Arc<ArcSwap<Authority>>,
+    pub authenticators: Authenticators,
+    pub hub: Arc<Hub>,
+    pub registry: Arc<Registry>,
+    pub status: Arc<ControlStatus>,
+    pub certificate_ttl: Duration,
+    pub lease: Duration,
+}
+
+type UpdateStream = Pin<Box<dyn Stream<Item = Result<v1::PolicyUpdate, Status>> + Send>>;
+
+impl ControlApi {
+    /// The caller's identity, from the client certificate the TLS handshake verified.
+    fn peer<T>(&self, request: &Request<T>) -> Result<PeerIdentity, Status> {
+        let certs = request.peer_certs().ok_or_else(|| {
+            Status::unauthenticated(
+                "this call needs a workload certificate (mTLS): enroll with Certify first",
+            )
+        })?;
+        let leaf = certs
+            .first()
+            .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+        let peer = peer_identity(leaf).map_err(Status::unauthenticated)?;
+        let ours = self.ca.load();
+        if peer.spiffe_id.trust_domain != ours.trust_domain() {
+            return Err(Status::unauthenticated(format!(
+                "identity {} is not in trust domain {}",
+                peer.spiffe_id,
+                ours.trust_domain()
+            )));
+        }
+        Ok(peer)
+    }
+}
+
+#[tonic::async_trait]
+impl Control for ControlApi {
+    async fn certify(
+        &self,
+        request: Request<v1::CertifyRequest>,
+    ) -> Result<Response<v1::CertifyResponse>, Status> {
+        let peer_certs = request.peer_certs();
+        let req = request.into_inner();
+        let credential = Credential {
+            token: Some(req.token.as_str()).filter(|t| !t.is_empty()),
+            peer_certificates: peer_certs.as_deref().map(Vec::as_slice),
+        };
+        let refuse = |status: Status| {
+            Counters::inc(&self.status.counters.certificates_refused);
+            tracing::info!(reason = %status.message(), "certificate refused");
+            status
+        };
+        let grant = self
+            .authenticators
+            .authenticate(&credential)
+            .map_err(|r| refuse(Status::unauthenticated(r.to_string())))?;
+        let ca = self.ca.load();
+        let issued = ca
+            .issue_workload(
+                &req.csr_der,
+                &grant.identity,
+                &grant.serves,
+                self.certificate_ttl,
+            )
+            .map_err(|e| {
+                refuse(match e {
+                    CaError::BadCsr(_) => Status::invalid_argument(e.to_string()),
+                    CaError::ForeignSan { .. } => Status::permission_denied(e.to_string()),
+                    CaError::Sign(_) => Status::internal(e.to_string()),
+                })
+            })?;
+        Counters::inc(&self.status.counters.certificates_issued);
+        tracing::debug!(identity = %issued.spiffe_id, via = %grant.via, "certificate issued");
+        Ok(Response::new(v1::CertifyResponse {
+            certificate_chain_der: issued.chain.iter().map(|c| c.to_vec()).collect(),
+            trust_bundle_der: ca.bundle().iter().map(|c| c.to_vec()).collect(),
+            not_after_unix: i64::try_from(unix(issued.not_after)).unwrap_or(i64::MAX),
+            spiffe_id: issued.spiffe_id.to_string(),
+        }))
+    }
+
+    type WatchStream = UpdateStream;
+
+    async fn watch(
+        &self,
+        request: Request<v1::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let peer = self.peer(&request)?;
+        let req = request.into_inner();
+        let all = req.services.iter().any(|s| s == "*");
+        let calls = req
+            .services
+            .iter()
+            .filter(|s| *s != "*")
+            .map(|s| {
+                s.parse::<ServiceAccount>()
+                    .map_err(|e| Status::invalid_argument(format!("services: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let session = SessionGuard {
+            status: self.status.clone(),
+            id: self.status.open_session(Session {
+                identity: peer.spiffe_id.to_string(),
+                workload: req.workload.clone(),
+                calls: req.services.clone(),
+                connected_at_unix: unix_now(),
+                sent_version: 0,
+                acked_version: 0,
+                rejected: None,
+                certificate_expires_unix: unix(peer.not_after),
+            }),
+        };
+        tracing::debug!(identity = %peer.spiffe_id, workload = %req.workload, "workload subscribed");
+        let subscription = Subscription {
+            identity: peer.spiffe_id.account.clone(),
+            serves: peer.serves,
+            calls,
+            all,
+        };
+        // Each item is computed from the newest published state when the stream is polled, so
+        // a subscriber that reads slowly skips versions instead of queueing them.
+        let mut last: Option<v1::PolicyUpdate> = None;
+        let updates = WatchStream::new(self.hub.subscribe()).filter_map(move |published| {
+            let mut view = published.view(&subscription);
+            let version = view.version;
+            view.version = 0;
+            if last.as_ref() == Some(&view) {
+                return None;
+            }
+            last = Some(view.clone());
+            view.version = version;
+            session.status.sent(session.id, version);
+            Some(Ok(view))
+        });
+        Ok(Response::new(Box::pin(updates)))
+    }
+
+    async fn ack(
+        &self,
+        request: Request<v1::AckRequest>,
+    ) -> Result<Response<v1::AckResponse>, Status> {
+        let peer = self.peer(&request)?;
+        let ack = request.into_inner();
+        let rejected = (!ack.accepted).then(|| ack.error.clone());
+        if let Some(reason) = &rejected {
+            tracing::warn!(identity = %peer.spiffe_id, version = ack.version, %reason, "workload rejected a policy update");
+        }
+        self.status.ack(
+            &peer.spiffe_id.to_string(),
+            &ack.workload,
+            ack.version,
+            rejected,
+        );
+        Ok(Response::new(v1::AckResponse {}))
+    }
+
+    type RegisterStream = ReceiverStream<Result<v1::RegisterResponse, Status>>;
+
+    async fn register(
+        &self,
+        request: Request<Streaming<v1::RegisterRequest>>,
+    ) -> Result<Response<Self::RegisterStream>, Status> {
+        let peer = self.peer(&request)?;
+        let mut inbound = request.into_inner();
+        let lease = self.lease;
+        let first = match tokio::time::timeout(lease, inbound.message()).await {
+            Ok(Ok(Some(first))) if !first.endpoints.is_empty() => first,
+            Ok(Ok(_)) => {
+                return Err(Status::invalid_argument(
+                    "the first message must list endpoints",
+                ));
+            }
+            Ok(Err(status)) => return Err(status),
+            Err(_) => return Err(Status::deadline_exceeded("no endpoints within the lease")),
+        };
+        let id = self
+            .registry
+            .register(&peer.spiffe_id, &peer.serves, &first.endpoints)
+            .map_err(|e| {
+                Counters::inc(&self.status.counters.registrations_refused);
+                tracing::info!(identity = %peer.spiffe_id, reason = %e, "registration refused");
+                match e {
+                    RegisterError::NotGranted { .. } => Status::permission_denied(e.to_string()),
+                    RegisterError::Invalid { .. } => Status::invalid_argument(e.to_string()),
+                }
+            })?;
+        let ack = v1::RegisterResponse {
+            lease_seconds: u32::try_from(lease.as_secs()).unwrap_or(u32::MAX),
+            registered: u32::try_from(first.endpoints.len()).unwrap_or(u32::MAX),
+        };
+        let (tx, rx) = mpsc::channel(4);
+        let _ = tx.send(Ok(ack)).await;
+        let registry = self.registry.clone();
+        tokio::spawn(async move {
+            loop {
+                match tokio::time::timeout(lease, inbound.message()).await {
+                    Ok(Ok(Some(_heartbeat))) => {
+                        if tx.send(Ok(ack)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(Ok(None) | Err(_)) => break,
+                    Err(_) => {
+                        let _ = tx
+                            .send(Err(Status::deadline_exceeded("lease lapsed: no heartbeat")))
+                            .await;
+                        break;
+                    }
+                }
+            }
+            registry.remove(id);
+            tracing::debug!(registration = id, "endpoints removed");
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Removes the admin view's session when the Watch stream ends.
+struct SessionGuard {
+    status: Arc<ControlStatus>,
+    id: u64,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.status.close_session(self.id);
+    }
+}

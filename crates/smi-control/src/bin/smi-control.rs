@@ -1,0 +1,140 @@
+//! `smi-control serve`: the control service. See `smi_control::serve`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use smi_control::cli::duration::parse_duration;
+use smi_control::serve::{ServeConfig, start};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "smi-control",
+    version,
+    about = "The smi-mesh control service: CA and policy distribution"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the control API (gRPC over TLS) and the admin HTTP endpoints.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Directory of SMI YAML/JSON; watched, and reloaded on change.
+    #[arg(long)]
+    policy_dir: PathBuf,
+    /// Where the CA and the token key live (created on first start; secrets are mode 0600).
+    #[arg(long)]
+    state_dir: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    listen: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:7080")]
+    admin: SocketAddr,
+    #[arg(long, default_value = smi_core::DEFAULT_TRUST_DOMAIN)]
+    trust_domain: String,
+    /// Workload certificate lifetime (e.g. 24h, 10m, 60s; at least 1m).
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    cert_ttl: Duration,
+    /// Registration lease: endpoints without a heartbeat for this long are removed.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    lease: Duration,
+    /// Use this CA certificate (PEM, root or intermediate) instead of the state directory's root.
+    #[arg(long, requires = "ca_key")]
+    ca_cert: Option<PathBuf>,
+    /// The private key of --ca-cert (PEM).
+    #[arg(long, requires = "ca_cert")]
+    ca_key: Option<PathBuf>,
+    /// Roots above an intermediate --ca-cert (PEM); they form the trust bundle.
+    #[arg(long, requires = "ca_cert")]
+    ca_bundle: Option<PathBuf>,
+    /// Extra DNS names for the API's certificate.
+    #[arg(long = "server-name")]
+    server_names: Vec<String>,
+    /// Allow all traffic between workloads (like OSM's permissive mode).
+    #[arg(long)]
+    permissive: bool,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn main() -> ExitCode {
+    let Command::Serve(args) = Cli::parse().command;
+    init_logs(args.log_json);
+    if args.cert_ttl < Duration::from_secs(60) {
+        eprintln!("error: --cert-ttl must be at least 1m");
+        return ExitCode::from(2);
+    }
+    let config = ServeConfig {
+        policy_dir: args.policy_dir,
+        state_dir: args.state_dir,
+        listen: args.listen,
+        admin: args.admin,
+        trust_domain: args.trust_domain,
+        certificate_ttl: args.cert_ttl,
+        lease: args.lease,
+        ca_cert: args.ca_cert,
+        ca_key: args.ca_key,
+        ca_bundle: args.ca_bundle,
+        server_names: args.server_names,
+        permissive: args.permissive,
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let running = match start(config).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start");
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        running.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

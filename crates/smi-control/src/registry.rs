@@ -1,0 +1,144 @@
+//! The endpoint registry: which address serves which service, and with which identity.
+//!
+//! A registration lives as long as the workload's `Register` stream and its heartbeats; the
+//! table is republished (a new version for subscribers) on every change.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use smi_core::proto::v1;
+use smi_core::{ServiceAccount, SpiffeId};
+
+use crate::distribute::{EndpointTable, Hub};
+
+/// One endpoint as registered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registered {
+    pub service: ServiceAccount,
+    pub address: IpAddr,
+    pub port: u16,
+}
+
+#[derive(Debug)]
+struct Registration {
+    identity: SpiffeId,
+    endpoints: Vec<Registered>,
+}
+
+#[derive(Debug)]
+pub struct Registry {
+    hub: Arc<Hub>,
+    next: AtomicU64,
+    registrations: Mutex<HashMap<u64, Registration>>,
+}
+
+/// Why a registration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("the credential does not grant serving {service} (it grants: {granted})")]
+    NotGranted { service: String, granted: String },
+    #[error("endpoints[{index}]: {message}")]
+    Invalid { index: usize, message: String },
+}
+
+impl Registry {
+    pub fn new(hub: Arc<Hub>) -> Arc<Self> {
+        Arc::new(Self {
+            hub,
+            next: AtomicU64::new(1),
+            registrations: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Checks the request against what the credential grants and adds it; returns its id.
+    pub fn register(
+        &self,
+        identity: &SpiffeId,
+        granted: &[ServiceAccount],
+        request: &[v1::EndpointRegistration],
+    ) -> Result<u64, RegisterError> {
+        let mut endpoints = Vec::with_capacity(request.len());
+        for (index, e) in request.iter().enumerate() {
+            let invalid = |message: String| RegisterError::Invalid { index, message };
+            let service: ServiceAccount = e
+                .service
+                .parse()
+                .map_err(|err| invalid(format!("service: {err}")))?;
+            if !granted.contains(&service) {
+                return Err(RegisterError::NotGranted {
+                    service: service.to_string(),
+                    granted: if granted.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        granted
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    },
+                });
+            }
+            let address: IpAddr = e
+                .address
+                .parse()
+                .map_err(|_| invalid(format!("address: {:?} is not an IP address", e.address)))?;
+            let port = u16::try_from(e.port)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| invalid(format!("port: {} is not a port", e.port)))?;
+            endpoints.push(Registered {
+                service,
+                address,
+                port,
+            });
+        }
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut regs = self.lock();
+        regs.insert(
+            id,
+            Registration {
+                identity: identity.clone(),
+                endpoints,
+            },
+        );
+        self.publish(&regs);
+        Ok(id)
+    }
+
+    pub fn remove(&self, id: u64) {
+        let mut regs = self.lock();
+        if regs.remove(&id).is_some() {
+            self.publish(&regs);
+        }
+    }
+
+    pub fn endpoint_count(&self) -> usize {
+        self.lock().values().map(|r| r.endpoints.len()).sum()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Registration>> {
+        self.registrations.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish(&self, regs: &HashMap<u64, Registration>) {
+        let mut table = EndpointTable::new();
+        let mut ids: Vec<&u64> = regs.keys().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let r = &regs[id];
+            for e in &r.endpoints {
+                table
+                    .entry((e.service.namespace.clone(), e.service.name.clone()))
+                    .or_default()
+                    .push(v1::Endpoint {
+                        address: e.address.to_string(),
+                        port: u32::from(e.port),
+                        identity: r.identity.to_string(),
+                    });
+            }
+        }
+        self.hub.set_endpoints(table);
+    }
+}

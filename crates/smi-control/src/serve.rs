@@ -1,0 +1,366 @@
+//! `smi-control serve`: wires the CA, enrollment, policy reloads, the registry, the gRPC API
+//! (TLS, with a certificate from its own CA) and the admin server into one process.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rustls::ServerConfig;
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::WebPkiClientVerifier;
+use smi_core::proto::v1::control_server::ControlServer;
+use smi_core::{DEFAULT_TRUST_DOMAIN, Options};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin::{self, AdminState};
+use crate::api::ControlApi;
+use crate::ca::{Authority, CaStore, load_provided};
+use crate::distribute::Hub;
+use crate::enroll::{Authenticators, CertificateRenewal, JoinTokens};
+use crate::registry::Registry;
+use crate::source::{PolicyReloader, watch_dir};
+use crate::status::Status;
+
+/// Settings of one control service. `Default` gives the documented defaults.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub policy_dir: PathBuf,
+    pub state_dir: PathBuf,
+    /// gRPC API (TLS). Default `127.0.0.1:7443`.
+    pub listen: SocketAddr,
+    /// Admin HTTP. Default `127.0.0.1:7080`.
+    pub admin: SocketAddr,
+    /// Default `cluster.local`.
+    pub trust_domain: String,
+    /// Workload certificate lifetime. Default 24 h.
+    pub certificate_ttl: Duration,
+    /// How long a registration lives without a heartbeat. Default 15 s.
+    pub lease: Duration,
+    /// An operator-provided CA instead of the state directory's root.
+    pub ca_cert: Option<PathBuf>,
+    pub ca_key: Option<PathBuf>,
+    pub ca_bundle: Option<PathBuf>,
+    /// Extra DNS names for the API's certificate (it always has `localhost` and its IP).
+    pub server_names: Vec<String>,
+    /// Allow all traffic (OSM's permissive mode). Default off.
+    pub permissive: bool,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            policy_dir: PathBuf::from("policy"),
+            state_dir: PathBuf::from("state"),
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 7443)),
+            admin: SocketAddr::from((Ipv4Addr::LOCALHOST, 7080)),
+            trust_domain: DEFAULT_TRUST_DOMAIN.to_owned(),
+            certificate_ttl: Duration::from_secs(24 * 3600),
+            lease: Duration::from_secs(15),
+            ca_cert: None,
+            ca_key: None,
+            ca_bundle: None,
+            server_names: Vec::new(),
+            permissive: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("certificate authority: {0}")]
+    Ca(#[from] crate::ca::StoreError),
+    #[error("issuing the API's certificate: {0}")]
+    ServerCertificate(#[from] crate::ca::CaError),
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("watching {path}: {source}")]
+    Watch {
+        path: PathBuf,
+        source: notify::Error,
+    },
+    #[error("policy directory {0}: not a directory")]
+    PolicyDir(PathBuf),
+}
+
+/// A started control service.
+#[derive(Debug)]
+pub struct Running {
+    pub api_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    /// The trust bundle at start (what workloads and tests pin), PEM.
+    pub bundle_pem: String,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    _watchers: Vec<notify::RecommendedWatcher>,
+}
+
+impl Running {
+    /// Stops accepting, ends streams, and waits for the servers to finish.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// How often the API's own certificate is renewed (it lives twice as long).
+const SERVER_CERT_RENEWAL: Duration = Duration::from_secs(12 * 3600);
+
+pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
+    if !config.policy_dir.is_dir() {
+        return Err(ServeError::PolicyDir(config.policy_dir.clone()));
+    }
+    let store = CaStore::new(&config.state_dir);
+    let load_ca = {
+        let config = config.clone();
+        let store = store.clone();
+        move || -> Result<Authority, ServeError> {
+            Ok(match (&config.ca_cert, &config.ca_key) {
+                (Some(cert), Some(key)) => {
+                    load_provided(cert, key, config.ca_bundle.as_deref(), &config.trust_domain)?
+                }
+                _ => store.open_or_init(&config.trust_domain)?,
+            })
+        }
+    };
+    let authority = Arc::new(ArcSwap::from_pointee(load_ca()?));
+    let tokens = JoinTokens::new(&store.token_key()?, &config.trust_domain);
+    let status = Status::new();
+    let hub = Hub::new(config.permissive);
+    hub.set_bundle(bundle_der(&authority.load()));
+    let registry = Registry::new(hub.clone());
+
+    let reloader = Arc::new(PolicyReloader {
+        dir: config.policy_dir.clone(),
+        hub: hub.clone(),
+        status: status.clone(),
+        options: Options::default()
+            .trust_domain(&config.trust_domain)
+            .permissive(config.permissive),
+    });
+    reloader.reload();
+    let policy_watcher = {
+        let reloader = reloader.clone();
+        watch_dir(&config.policy_dir, move || {
+            reloader.reload();
+        })
+        .map_err(|source| ServeError::Watch {
+            path: config.policy_dir.clone(),
+            source,
+        })?
+    };
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let api_addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let server_ips = server_ips(api_addr.ip());
+    let tls = Arc::new(ArcSwap::from_pointee(server_tls(
+        &authority.load(),
+        &config.server_names,
+        &server_ips,
+    )?));
+
+    // The CA can change under us: `smictl ca rotate` rewrites ca.json, and roots retire on a
+    // schedule. Either way: reload, republish the bundle, and re-issue the API's certificate.
+    let refresh_ca = {
+        let (authority, tls, hub) = (authority.clone(), tls.clone(), hub.clone());
+        let (names, ips) = (config.server_names.clone(), server_ips.clone());
+        let load_ca = load_ca.clone();
+        Arc::new(
+            move || match load_ca().and_then(|ca| Ok((server_tls(&ca, &names, &ips)?, ca))) {
+                Ok((server, ca)) => {
+                    hub.set_bundle(bundle_der(&ca));
+                    tracing::info!(roots = ca.bundle().len(), "certificate authority reloaded");
+                    authority.store(Arc::new(ca));
+                    tls.store(Arc::new(server));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "certificate authority reload failed; keeping the current one")
+                }
+            },
+        )
+    };
+    let mut watchers = vec![policy_watcher];
+    if config.ca_cert.is_none() {
+        let refresh = refresh_ca.clone();
+        let ca_file = store.ca_file();
+        let watcher = watch_dir(&config.state_dir, move || {
+            let _ = &ca_file;
+            refresh();
+        })
+        .map_err(|source| ServeError::Watch {
+            path: config.state_dir.clone(),
+            source,
+        })?;
+        watchers.push(watcher);
+    }
+
+    let api = ControlApi {
+        ca: authority.clone(),
+        authenticators: Authenticators::default()
+            .with(tokens)
+            .with(CertificateRenewal {
+                trust_domain: config.trust_domain.clone(),
+            }),
+        hub: hub.clone(),
+        registry: registry.clone(),
+        status: status.clone(),
+        certificate_ttl: config.certificate_ttl,
+        lease: config.lease,
+    };
+
+    let admin_listener =
+        TcpListener::bind(config.admin)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: config.admin,
+                source,
+            })?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind {
+            addr: config.admin,
+            source,
+        })?;
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let mut tasks = Vec::new();
+    let incoming = smi_server::tls::incoming(listener, tls.clone());
+    let grpc = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .max_concurrent_streams(Some(100_000))
+        .add_service(ControlServer::new(api))
+        .serve_with_incoming_shutdown(incoming, stopped(shutdown_rx.clone()));
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = grpc.await {
+            tracing::error!(error = %e, "gRPC server failed");
+        }
+    }));
+    let admin = axum::serve(
+        admin_listener,
+        admin::router(AdminState {
+            hub: hub.clone(),
+            registry,
+            status,
+        }),
+    )
+    .with_graceful_shutdown(stopped(shutdown_rx.clone()));
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = admin.await {
+            tracing::error!(error = %e, "admin server failed");
+        }
+    }));
+    // Timers: renew the API's certificate, and reload when a retiring root's time comes.
+    tasks.push(tokio::spawn({
+        let mut rx = shutdown_rx;
+        let store = store.clone();
+        async move {
+            loop {
+                let retire = store
+                    .next_retirement()
+                    .and_then(|t| t.duration_since(std::time::SystemTime::now()).ok())
+                    .map_or(SERVER_CERT_RENEWAL, |d| {
+                        d.min(SERVER_CERT_RENEWAL) + Duration::from_millis(100)
+                    });
+                tokio::select! {
+                    _ = tokio::time::sleep(retire) => refresh_ca(),
+                    _ = rx.wait_for(|stop| *stop) => return,
+                }
+            }
+        }
+    }));
+
+    let bundle_pem = authority
+        .load()
+        .bundle()
+        .iter()
+        .map(|c| pem("CERTIFICATE", c))
+        .collect();
+    tracing::info!(%api_addr, %admin_addr, control = %JoinTokens::new(&store.token_key()?, &config.trust_domain).control_id(), "smi-control ready");
+    Ok(Running {
+        api_addr,
+        admin_addr,
+        bundle_pem,
+        shutdown,
+        tasks,
+        _watchers: watchers,
+    })
+}
+
+fn bundle_der(ca: &Authority) -> Vec<Vec<u8>> {
+    ca.bundle().iter().map(|c| c.to_vec()).collect()
+}
+
+fn server_ips(bound: IpAddr) -> Vec<IpAddr> {
+    let mut ips = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
+    if !bound.is_unspecified() && !ips.contains(&bound) {
+        ips.push(bound);
+    }
+    ips
+}
+
+/// The API's TLS config: our certificate from our CA; client certificates optional (first
+/// contact has none) but verified against the trust bundle when presented.
+fn server_tls(
+    ca: &Authority,
+    names: &[String],
+    ips: &[IpAddr],
+) -> Result<ServerConfig, ServeError> {
+    let mut dns = vec!["localhost".to_owned(), "smi-control".to_owned()];
+    dns.extend(names.iter().cloned());
+    let (chain, key) = ca.issue_server(&dns, ips, 2 * SERVER_CERT_RENEWAL)?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for root in ca.bundle() {
+        roots
+            .add(root.clone())
+            .map_err(|e| ServeError::Tls(e.to_string()))?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Tls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
+/// PEM text for one DER object.
+pub fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}

@@ -1,0 +1,8 @@
+//! Policy sources. Files and directories now (etcd and Kubernetes are planned): each becomes a
+//! [`smi_core::Loaded`], and [`PolicyReloader`] publishes it when it is valid.
+
+mod files;
+mod reload;
+
+pub use files::{load_paths, policy_files};
+pub use reload::{PolicyReloader, watch_dir};

@@ -1,0 +1,226 @@
+//! What the admin API reports: connected workloads, the policy's health, and counters.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+/// One connected `Watch` stream.
+#[derive(Clone, Debug, Serialize)]
+pub struct Session {
+    pub identity: String,
+    pub workload: String,
+    pub calls: Vec<String>,
+    pub connected_at_unix: u64,
+    pub sent_version: u64,
+    pub acked_version: u64,
+    /// The reason given by the last rejection, if the last acknowledgement was one.
+    pub rejected: Option<String>,
+    pub certificate_expires_unix: u64,
+}
+
+/// The policy directory's state.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PolicyStatus {
+    /// Version of the last good policy published.
+    pub version: u64,
+    pub resources: usize,
+    pub skipped_documents: usize,
+    /// Errors of the last load; non-empty means the last good policy is still serving.
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+    pub last_load_unix: u64,
+    pub last_good_unix: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub certificates_issued: AtomicU64,
+    pub certificates_refused: AtomicU64,
+    pub policy_loads: AtomicU64,
+    pub policy_load_failures: AtomicU64,
+    pub updates_sent: AtomicU64,
+    pub acks: AtomicU64,
+    pub nacks: AtomicU64,
+    pub registrations_refused: AtomicU64,
+}
+
+impl Counters {
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Shared by the API, the policy watcher and the admin server.
+#[derive(Debug, Default)]
+pub struct Status {
+    pub counters: Counters,
+    sessions: Mutex<HashMap<u64, Session>>,
+    next_session: AtomicU64,
+    policy: Mutex<PolicyStatus>,
+}
+
+impl Status {
+    pub fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    pub fn open_session(&self, session: Session) -> u64 {
+        let id = self.next_session.fetch_add(1, Ordering::Relaxed) + 1;
+        self.sessions_lock().insert(id, session);
+        id
+    }
+
+    pub fn close_session(&self, id: u64) {
+        self.sessions_lock().remove(&id);
+    }
+
+    pub fn sent(&self, id: u64, version: u64) {
+        if let Some(s) = self.sessions_lock().get_mut(&id) {
+            s.sent_version = version;
+        }
+        Counters::inc(&self.counters.updates_sent);
+    }
+
+    /// Records an acknowledgement on the sessions of `identity` (and `workload`, when given).
+    pub fn ack(&self, identity: &str, workload: &str, version: u64, rejected: Option<String>) {
+        Counters::inc(if rejected.is_some() {
+            &self.counters.nacks
+        } else {
+            &self.counters.acks
+        });
+        for s in self.sessions_lock().values_mut() {
+            if s.identity == identity && (workload.is_empty() || s.workload == workload) {
+                s.acked_version = version;
+                s.rejected = rejected.clone();
+            }
+        }
+    }
+
+    pub fn sessions(&self) -> Vec<Session> {
+        let mut all: Vec<Session> = self.sessions_lock().values().cloned().collect();
+        all.sort_by(|a, b| (&a.identity, &a.workload).cmp(&(&b.identity, &b.workload)));
+        all
+    }
+
+    pub fn policy(&self) -> PolicyStatus {
+        self.policy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_policy(&self, update: impl FnOnce(&mut PolicyStatus)) {
+        update(&mut self.policy.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    fn sessions_lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Session>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Prometheus text exposition.
+    pub fn prometheus(&self, subscribers: usize, endpoints: usize) -> String {
+        let c = &self.counters;
+        let policy = self.policy();
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        metric(
+            "smi_control_certificates_issued_total",
+            "counter",
+            "Workload certificates issued.",
+            get(&c.certificates_issued),
+        );
+        metric(
+            "smi_control_certificates_refused_total",
+            "counter",
+            "Certificate requests refused.",
+            get(&c.certificates_refused),
+        );
+        metric(
+            "smi_control_policy_loads_total",
+            "counter",
+            "Policy directory loads.",
+            get(&c.policy_loads),
+        );
+        metric(
+            "smi_control_policy_load_failures_total",
+            "counter",
+            "Policy loads refused for errors (the last good policy kept serving).",
+            get(&c.policy_load_failures),
+        );
+        metric(
+            "smi_control_policy_errors",
+            "gauge",
+            "Errors in the policy directory now (0 = healthy).",
+            policy.errors.len() as u64,
+        );
+        metric(
+            "smi_control_policy_version",
+            "gauge",
+            "Version of the state published to workloads.",
+            policy.version,
+        );
+        metric(
+            "smi_control_policy_resources",
+            "gauge",
+            "SMI resources in the serving policy.",
+            policy.resources as u64,
+        );
+        metric(
+            "smi_control_updates_sent_total",
+            "counter",
+            "Policy updates sent to workloads.",
+            get(&c.updates_sent),
+        );
+        metric(
+            "smi_control_acks_total",
+            "counter",
+            "Updates acknowledged by workloads.",
+            get(&c.acks),
+        );
+        metric(
+            "smi_control_nacks_total",
+            "counter",
+            "Updates rejected by workloads.",
+            get(&c.nacks),
+        );
+        metric(
+            "smi_control_registrations_refused_total",
+            "counter",
+            "Endpoint registrations refused.",
+            get(&c.registrations_refused),
+        );
+        metric(
+            "smi_control_subscribers",
+            "gauge",
+            "Connected Watch streams.",
+            subscribers as u64,
+        );
+        metric(
+            "smi_control_endpoints",
+            "gauge",
+            "Registered endpoints.",
+            endpoints as u64,
+        );
+        out
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+pub fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,78 @@
+//! TLS accept for tokio listeners, with a hot-swappable `rustls::ServerConfig`.
+//!
+//! Handshakes run in their own tasks (bounded by a timeout), so a slow or hostile client never
+//! holds up the accept loop; failed handshakes are logged at debug and dropped.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rustls::ServerConfig;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// A `ServerConfig` that can be replaced while listeners use it.
+pub type SharedServerConfig = Arc<ArcSwap<ServerConfig>>;
+
+/// How long a client may take to complete the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts TCP connections on `listener` and completes TLS handshakes with the config current
+/// at accept time. The stream ends when the listener fails permanently.
+pub fn incoming(
+    listener: TcpListener,
+    config: SharedServerConfig,
+) -> ReceiverStream<io::Result<TlsStream<TcpStream>>> {
+    let (tx, rx) = mpsc::channel(256);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) if is_transient(&e) => {
+                    tracing::warn!(error = %e, "accept failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "listener failed");
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = TlsAcceptor::from(config.load_full());
+            let handshake_tx = tx.clone();
+            tokio::spawn(async move {
+                let tx = handshake_tx;
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(tls)).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            });
+            if tx.is_closed() {
+                return;
+            }
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// Errors after which accepting again can succeed (e.g. out of file descriptors for a moment).
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    ) || e
+        .raw_os_error()
+        .is_some_and(|code| code == 24 || code == 23) // EMFILE, ENFILE
+}
