@@ -123,12 +123,18 @@ fn classify(api_version: Option<&str>, kind: Option<&str>) -> (Class, Option<Str
             None => (Class::Skip, None),
         };
     };
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let smi_groups = [ACCESS_GROUP, SPECS_GROUP, SPLIT_GROUP];
+    // No `/`: a core-group version (`v1`), or an SMI group whose version was left out.
+    let (group, version) = match api_version.split_once('/') {
+        Some(gv) => gv,
+        None if smi_groups.contains(&api_version) => (api_version, ""),
+        None => ("", api_version),
+    };
     if kind == Some("List") && group.is_empty() {
         return (Class::List, None);
     }
     // Everything else, metrics.smi-spec.io included (a read-only API, not policy), is skipped.
-    if ![ACCESS_GROUP, SPECS_GROUP, SPLIT_GROUP].contains(&group) {
+    if !smi_groups.contains(&group) {
         return (Class::Skip, None);
     }
     let Some(kind) = kind else {
@@ -308,12 +314,11 @@ fn read_meta(
     origin: Option<Origin>,
     r: &mut Reporter<'_>,
 ) -> Option<Meta> {
-    let meta: wire::ObjectMeta = match value.get("metadata") {
-        Some(m) => wire::parse(m, r)?,
-        None => {
-            r.error("metadata".to_owned(), "missing");
-            return None;
-        }
+    // Read from the whole document, so that a type error's path starts at `metadata`.
+    let doc: wire::WithMetadata = wire::parse(value, r)?;
+    let Some(meta) = doc.metadata else {
+        r.error("metadata".to_owned(), "missing");
+        return None;
     };
     let Some(name) = meta.name.filter(|n| !n.is_empty()) else {
         r.error("metadata.name".to_owned(), "missing");

@@ -159,12 +159,23 @@ fn headers(value: &Value, field: &str, r: &mut Reporter<'_>) -> Option<Vec<(Stri
     ok.then_some(out)
 }
 
-/// Validation parses the pattern only; compilation (`crate::policy`) builds it once per pattern.
+/// Validation parses the pattern, and the anchored form compilation (`crate::policy`) builds
+/// from it once per pattern: a valid pattern can still swallow the anchor's closing parenthesis
+/// (a verbose-mode `#` comment runs to the end of the line), and would then match nothing.
+/// Parsing costs a quarter of building; a pattern too large to build is reported by `compile`.
 fn check_regex(pattern: &str) -> Result<(), String> {
-    regex::Regex::new(pattern).map(drop).map_err(|e| match e {
-        regex::Error::Syntax(s) => s.lines().last().unwrap_or_default().trim().to_owned(),
-        other => other.to_string(),
-    })
+    let parse = |p: &str| {
+        regex_syntax::Parser::new().parse(p).map(drop).map_err(|e| {
+            e.to_string()
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .trim()
+                .to_owned()
+        })
+    };
+    parse(pattern)?;
+    parse(&format!("^(?:{pattern})$")).map_err(|e| format!("cannot be anchored as ^(?:...)$: {e}"))
 }
 
 pub(crate) fn read_l4_route(

@@ -14,6 +14,11 @@ pub(crate) struct ObjectMeta {
     pub namespace: Option<String>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct WithMetadata {
+    pub metadata: Option<ObjectMeta>,
+}
+
 /// Deserializes a document, reporting a type error at its field path.
 pub(crate) fn parse<T: DeserializeOwned>(value: &Value, r: &mut Reporter<'_>) -> Option<T> {
     match serde_path_to_error::deserialize::<_, T>(value) {

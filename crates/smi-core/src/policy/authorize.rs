@@ -5,7 +5,7 @@ use std::fmt;
 use super::Snapshot;
 use super::compile::{CompiledTarget, L4Rule};
 use super::explain::Miss;
-use super::keys::NameRef;
+use super::keys::{NameRef, PairRef};
 use super::request::{Protocol, Request};
 use crate::identity::SpiffeId;
 use crate::model::{Meta, Rule};
@@ -131,20 +131,22 @@ impl Snapshot {
         if source.trust_domain != td || destination.trust_domain != td {
             return Err(Denied::ForeignTrustDomain);
         }
-        let dest = self
-            .destinations
-            .get(&NameRef {
-                namespace: destination.namespace(),
-                name: destination.service_account(),
-            })
-            .ok_or(Denied::NoTargetsForDestination)?;
-        dest.by_source
-            .get(&NameRef {
+        let dest = NameRef {
+            namespace: destination.namespace(),
+            name: destination.service_account(),
+        };
+        let pair = PairRef {
+            destination: dest,
+            source: NameRef {
                 namespace: source.namespace(),
                 name: source.service_account(),
-            })
-            .map(|list| &**list)
-            .ok_or(Denied::SourceNotAllowed)
+            },
+        };
+        match self.pairs.get(&pair) {
+            Some(list) => Ok(list),
+            None if self.destinations.contains(&dest) => Err(Denied::SourceNotAllowed),
+            None => Err(Denied::NoTargetsForDestination),
+        }
     }
 
     /// Whether one target admits the request, or why not.

@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::keys::{AccountMap, NameKey, ServiceMap};
-use super::matcher::{CompiledGroup, RegexCache};
+use super::keys::{NameKey, NameSet, PairKey, ServiceMap};
+use super::matcher::CompiledGroup;
+use super::pattern::PatternCache;
 use super::route::CompiledSplit;
 use super::{Options, Snapshot};
 use crate::load::{Diagnostic, ResourceId, Severity};
@@ -56,19 +57,13 @@ pub(crate) struct CompiledTarget {
     pub udp: Box<[L4Rule]>,
 }
 
-/// Everything that may call one destination account, indexed by source account.
-#[derive(Debug, Default)]
-pub(crate) struct Destination {
-    pub by_source: AccountMap<Box<[u32]>>,
-}
-
 impl Snapshot {
     /// Compiles a policy. Never fails: problems that only show across resources (dangling
     /// references, competing splits) become warnings, and the affected rule grants nothing.
     pub fn compile(policy: impl Into<Arc<PolicySet>>, options: Options) -> Snapshot {
         let policy: Arc<PolicySet> = policy.into();
         let mut warnings = Vec::new();
-        let mut cache = RegexCache::default();
+        let mut cache = PatternCache::default();
 
         let groups: HashMap<(&str, &str), Arc<CompiledGroup>> = policy
             .route_groups
@@ -93,32 +88,37 @@ impl Snapshot {
             .collect();
 
         let mut targets = Vec::with_capacity(policy.targets.len());
-        let mut source_lists: HashMap<NameKey, HashMap<NameKey, Vec<u32>>> = HashMap::new();
+        let mut pairs: HashMap<PairKey, Vec<u32>> = HashMap::new();
+        let mut destinations = NameSet::default();
         for target in &policy.targets {
             let index = u32::try_from(targets.len()).unwrap_or(u32::MAX);
-            let compiled = compile_target(target, &policy, &groups, &l4, &mut warnings);
-            let dest = NameKey::new(&target.destination.namespace, &target.destination.name);
-            let by_source = source_lists.entry(dest).or_default();
+            targets.push(compile_target(target, &groups, &l4, &mut warnings));
+            let dest = &target.destination;
+            destinations.insert(NameKey::new(&dest.namespace, &dest.name));
             for source in &target.sources {
-                let list = by_source
-                    .entry(NameKey::new(&source.namespace, &source.name))
-                    .or_default();
+                let list = pairs.entry(PairKey::new(dest, source)).or_default();
                 if list.last() != Some(&index) {
                     list.push(index);
                 }
             }
-            targets.push(compiled);
         }
-        let destinations = source_lists
+        let pairs = pairs
             .into_iter()
-            .map(|(dest, sources)| {
-                let by_source = sources
-                    .into_iter()
-                    .map(|(src, list)| (src, list.into_boxed_slice()))
-                    .collect();
-                (dest, Destination { by_source })
-            })
+            .map(|(key, list)| (key, list.into_boxed_slice()))
             .collect();
+        if !cache.failed.is_empty() {
+            warnings.push(Diagnostic {
+                severity: Severity::Warning,
+                origin: None,
+                resource: None,
+                field: None,
+                message: format!(
+                    "{} pattern(s) exceed the regex size limit and match nothing: {}",
+                    cache.failed.len(),
+                    cache.failed.join(", ")
+                ),
+            });
+        }
 
         let splits = compile_splits(&policy, &groups, &mut warnings);
 
@@ -127,6 +127,7 @@ impl Snapshot {
             policy,
             targets: targets.into_boxed_slice(),
             destinations,
+            pairs,
             splits,
             warnings,
         }
@@ -157,7 +158,6 @@ fn rules_field(target: &TrafficTarget) -> &'static str {
 
 fn compile_target(
     target: &TrafficTarget,
-    policy: &PolicySet,
     groups: &HashMap<(&str, &str), Arc<CompiledGroup>>,
     l4: &HashMap<(L4Protocol, &str, &str), &[u16]>,
     warnings: &mut Vec<Diagnostic>,
@@ -185,40 +185,33 @@ fn compile_target(
                 if group.is_none() {
                     warnings.push(dangling("HTTPRouteGroup"));
                 }
-                let selected = match (&rule.matches, &group) {
-                    (None, _) => None,
-                    (Some(names), _) => {
-                        let model = policy
-                            .route_groups
-                            .iter()
-                            .find(|g| g.meta.namespace == ns && g.meta.name == rule.name);
-                        let mut indices = Vec::new();
-                        for name in names {
-                            let found = model.map(|g| {
-                                g.matches
-                                    .iter()
-                                    .enumerate()
-                                    .filter(|(_, m)| &m.name == name)
-                                    .map(|(i, _)| i as u32)
-                                    .collect::<Vec<_>>()
-                            });
-                            match found {
-                                Some(found) if !found.is_empty() => indices.extend(found),
-                                Some(_) => warnings.push(warn(
-                                    &target.meta,
-                                    "TrafficTarget",
-                                    format!("{field}.matches"),
-                                    format!(
-                                        "HTTPRouteGroup {ns}/{} has no match named {name:?}; it grants nothing",
-                                        rule.name
-                                    ),
-                                )),
-                                None => {}
-                            }
+                let selected = rule.matches.as_ref().map(|names| {
+                    let mut indices = Vec::new();
+                    for name in names {
+                        let Some(group) = &group else { break };
+                        let before = indices.len();
+                        indices.extend(
+                            group
+                                .matches
+                                .iter()
+                                .enumerate()
+                                .filter(|(_, m)| *m.name == **name)
+                                .map(|(i, _)| i as u32),
+                        );
+                        if indices.len() == before {
+                            warnings.push(warn(
+                                &target.meta,
+                                "TrafficTarget",
+                                format!("{field}.matches"),
+                                format!(
+                                    "HTTPRouteGroup {ns}/{} has no match named {name:?}; it grants nothing",
+                                    rule.name
+                                ),
+                            ));
                         }
-                        Some(indices.into_boxed_slice())
                     }
-                };
+                    indices.into_boxed_slice()
+                });
                 http.push(HttpRule {
                     index,
                     group,

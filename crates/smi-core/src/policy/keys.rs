@@ -3,7 +3,9 @@
 
 use std::hash::{Hash, Hasher};
 
-use hashbrown::{Equivalent, HashMap};
+use hashbrown::{Equivalent, HashMap, HashSet};
+
+use crate::identity::ServiceAccount;
 
 /// `namespace/name` of a ServiceAccount or a Service, owned.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,8 +53,52 @@ impl Equivalent<NameKey> for NameRef<'_> {
     }
 }
 
-pub(crate) type AccountMap<V> = HashMap<NameKey, V>;
+pub(crate) type NameSet = HashSet<NameKey>;
 pub(crate) type ServiceMap<V> = HashMap<NameKey, V>;
+pub(crate) type PairMap<V> = HashMap<PairKey, V>;
+
+/// A (destination, source) pair of accounts, owned: one lookup per decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PairKey {
+    destination: NameKey,
+    source: NameKey,
+}
+
+impl PairKey {
+    pub fn new(destination: &ServiceAccount, source: &ServiceAccount) -> Self {
+        Self {
+            destination: NameKey::new(&destination.namespace, &destination.name),
+            source: NameKey::new(&source.namespace, &source.name),
+        }
+    }
+}
+
+/// The borrowed form of [`PairKey`]; hashes identically.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PairRef<'a> {
+    pub destination: NameRef<'a>,
+    pub source: NameRef<'a>,
+}
+
+impl Hash for PairKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.destination.hash(state);
+        self.source.hash(state);
+    }
+}
+
+impl Hash for PairRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.destination.hash(state);
+        self.source.hash(state);
+    }
+}
+
+impl Equivalent<PairKey> for PairRef<'_> {
+    fn equivalent(&self, key: &PairKey) -> bool {
+        self.destination.equivalent(&key.destination) && self.source.equivalent(&key.source)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -60,7 +106,7 @@ mod tests {
 
     #[test]
     fn borrowed_lookup_finds_owned_key() {
-        let mut map = AccountMap::new();
+        let mut map = ServiceMap::new();
         map.insert(NameKey::new("ns", "sa"), 7);
         let hit = map.get(&NameRef {
             namespace: "ns",

@@ -1,64 +1,11 @@
-//! Compiled HTTPRouteGroup matches. Regexes are built once per distinct pattern and shared.
-
-use std::collections::HashMap;
+//! Compiled HTTPRouteGroup matches.
 
 use http::HeaderName;
-use regex::Regex;
 
 use super::PathMatch;
+use super::pattern::{Pattern, PatternCache};
 use super::request::HttpRequest;
 use crate::model::{HttpMatch, HttpRouteGroup, MethodSet};
-
-/// A value test: anything, or a compiled (already anchored) regex.
-#[derive(Clone, Debug)]
-pub(crate) enum Pattern {
-    Any,
-    Regex(Regex),
-}
-
-impl Pattern {
-    fn is_match(&self, text: &str) -> bool {
-        match self {
-            Pattern::Any => true,
-            Pattern::Regex(re) => re.is_match(text),
-        }
-    }
-}
-
-/// Builds each distinct anchored pattern once per compilation.
-#[derive(Debug, Default)]
-pub(crate) struct RegexCache {
-    built: HashMap<String, Option<Regex>>,
-}
-
-impl RegexCache {
-    /// `^(?:re)` for prefix anchoring, `^(?:re)$` for a full match. `.*` needs no regex.
-    /// A pattern that validated but fails to build (size limits) matches nothing.
-    pub fn pattern(&mut self, source: Option<&str>, full: bool) -> Pattern {
-        let Some(source) = source.filter(|s| !s.is_empty() && *s != ".*") else {
-            return Pattern::Any;
-        };
-        let anchored = if full {
-            format!("^(?:{source})$")
-        } else {
-            format!("^(?:{source})")
-        };
-        let built = self
-            .built
-            .entry(anchored)
-            .or_insert_with_key(|k| Regex::new(k).ok());
-        match built {
-            Some(re) => Pattern::Regex(re.clone()),
-            None => Pattern::Regex(never()),
-        }
-    }
-}
-
-fn never() -> Regex {
-    // `[^\s\S]` cannot match any character; the pattern is a constant known to compile.
-    #[allow(clippy::unwrap_used)]
-    Regex::new(r"[^\s\S]").unwrap()
-}
 
 #[derive(Clone, Debug)]
 pub(crate) struct CompiledMatch {
@@ -69,7 +16,7 @@ pub(crate) struct CompiledMatch {
 }
 
 impl CompiledMatch {
-    pub fn compile(m: &HttpMatch, path_match: PathMatch, cache: &mut RegexCache) -> Self {
+    pub fn compile(m: &HttpMatch, path_match: PathMatch, cache: &mut PatternCache) -> Self {
         let headers = m
             .headers
             .iter()
@@ -83,7 +30,7 @@ impl CompiledMatch {
         let path = if headers.len() == m.headers.len() {
             cache.pattern(m.path_regex.as_deref(), path_match == PathMatch::Full)
         } else {
-            Pattern::Regex(never())
+            Pattern::Never
         };
         Self {
             name: m.name.as_str().into(),
@@ -120,7 +67,11 @@ pub(crate) struct CompiledGroup {
 }
 
 impl CompiledGroup {
-    pub fn compile(group: &HttpRouteGroup, path_match: PathMatch, cache: &mut RegexCache) -> Self {
+    pub fn compile(
+        group: &HttpRouteGroup,
+        path_match: PathMatch,
+        cache: &mut PatternCache,
+    ) -> Self {
         Self {
             matches: group
                 .matches

@@ -9,6 +9,7 @@ mod compile;
 mod explain;
 mod keys;
 mod matcher;
+mod pattern;
 mod request;
 mod route;
 mod service;
@@ -85,7 +86,10 @@ pub struct Snapshot {
     options: Options,
     policy: Arc<PolicySet>,
     targets: Box<[compile::CompiledTarget]>,
-    destinations: keys::AccountMap<compile::Destination>,
+    /// Destination accounts that some TrafficTarget names (to tell "no targets" from "not listed").
+    destinations: keys::NameSet,
+    /// (destination, source) -> the targets that pair them, in policy order.
+    pairs: keys::PairMap<Box<[u32]>>,
     splits: keys::ServiceMap<CompiledSplit>,
     warnings: Vec<Diagnostic>,
 }

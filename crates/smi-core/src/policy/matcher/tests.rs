@@ -19,7 +19,7 @@ fn compile(
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
     };
-    CompiledMatch::compile(&m, mode, &mut RegexCache::default())
+    CompiledMatch::compile(&m, mode, &mut PatternCache::default())
 }
 
 fn req<'a>(method: &'a str, path: &'a str, headers: &'a HeaderMap) -> HttpRequest<'a> {
