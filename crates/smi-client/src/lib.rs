@@ -1,8 +1,10 @@
 //! smi-client: what every meshed process links to reach the control service and call other
-//! services (enrollment, certificate renewal, policy watch, outbound routing and balancing).
+//! services.
 //!
-//! The crate exists so that the workspace has its final shape; its layers are built in the
-//! data-plane issue. Until then it re-exports the policy core it will be built on.
+//! - [`control`]: enrollment (a key made here, a CSR, a join token on first contact), renewal
+//!   over mTLS, and the authenticated channel for policy and registration streams.
+//!
+//! The outbound layers (routing, balancing, pooled mTLS) are built in the data-plane issue.
 #![forbid(unsafe_code)]
 
-pub use smi_core as core;
+pub mod control;

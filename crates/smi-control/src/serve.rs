@@ -291,12 +291,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         }
     }));
 
-    let bundle_pem = authority
-        .load()
-        .bundle()
-        .iter()
-        .map(|c| pem("CERTIFICATE", c))
-        .collect();
+    let bundle_pem = smi_core::pem::certificates(authority.load().bundle());
     tracing::info!(%api_addr, %admin_addr, control = %JoinTokens::new(&store.token_key()?, &config.trust_domain).control_id(), "smi-control ready");
     Ok(Running {
         api_addr,
@@ -350,17 +345,4 @@ fn server_tls(
         .map_err(|e| ServeError::Tls(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)
-}
-
-/// PEM text for one DER object.
-pub fn pem(label: &str, der: &[u8]) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
 }

@@ -1,5 +1,7 @@
 //! `smictl` as scripts use it: real files, the real binary, exit codes and output formats.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -5,6 +5,7 @@
 pub mod identity;
 pub mod load;
 pub mod model;
+pub mod pem;
 pub mod policy;
 #[cfg(feature = "proto")]
 pub mod proto;

@@ -1,5 +1,7 @@
 //! The weighted pick gives each backend its share, and weight 0 gets nothing.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
+
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use smi_core::policy::{Route, ServiceName};

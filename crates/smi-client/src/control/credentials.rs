@@ -1,0 +1,92 @@
+//! A workload's credentials: its private key (made here), its certificate chain, and the trust
+//! bundle it verifies peers against.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use rcgen::KeyPair;
+use smi_core::SpiffeId;
+
+use super::ClientError;
+
+pub struct Credentials {
+    key: KeyPair,
+    chain: Vec<Vec<u8>>,
+    bundle: Vec<Vec<u8>>,
+    spiffe_id: SpiffeId,
+    not_after: SystemTime,
+}
+
+impl fmt::Debug for Credentials {
+    // The private key is never printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("spiffe_id", &self.spiffe_id.to_string())
+            .field("chain", &self.chain.len())
+            .field("bundle", &self.bundle.len())
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    pub(super) fn new(
+        key: KeyPair,
+        chain: Vec<Vec<u8>>,
+        bundle: Vec<Vec<u8>>,
+        spiffe_id: &str,
+        not_after: SystemTime,
+    ) -> Result<Self, ClientError> {
+        if chain.is_empty() || bundle.is_empty() {
+            return Err(ClientError::Invalid(
+                "an empty certificate chain or trust bundle".into(),
+            ));
+        }
+        let spiffe_id = spiffe_id
+            .parse()
+            .map_err(|e| ClientError::Invalid(format!("spiffe_id: {e}")))?;
+        Ok(Self {
+            key,
+            chain,
+            bundle,
+            spiffe_id,
+            not_after,
+        })
+    }
+
+    pub fn spiffe_id(&self) -> &SpiffeId {
+        &self.spiffe_id
+    }
+
+    pub fn not_after(&self) -> SystemTime {
+        self.not_after
+    }
+
+    /// The certificate chain, leaf first, DER.
+    pub fn chain_der(&self) -> &[Vec<u8>] {
+        &self.chain
+    }
+
+    /// The trust bundle, DER.
+    pub fn bundle_der(&self) -> &[Vec<u8>] {
+        &self.bundle
+    }
+
+    pub fn chain_pem(&self) -> String {
+        smi_core::pem::certificates(&self.chain)
+    }
+
+    pub fn bundle_pem(&self) -> String {
+        smi_core::pem::certificates(&self.bundle)
+    }
+
+    /// PKCS#8 PEM of the private key, for TLS libraries in this process.
+    pub fn key_pem(&self) -> String {
+        self.key.serialize_pem()
+    }
+
+    /// PKCS#8 DER of the private key, for TLS libraries in this process.
+    pub fn key_der(&self) -> Vec<u8> {
+        self.key.serialize_der()
+    }
+}

@@ -1,0 +1,147 @@
+//! The workload's side of the control API.
+//!
+//! The private key is generated in this process and never leaves it: the control service only
+//! ever sees a CSR. On first contact the workload trusts exactly the CA its join token pins.
+
+mod credentials;
+
+pub use credentials::Credentials;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rcgen::{CertificateParams, KeyPair};
+use smi_core::proto::v1::{self, control_client::ControlClient};
+use smi_core::token;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+/// Why talking to the control service failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("join token: {0}")]
+    Token(#[from] token::TokenError),
+    #[error("control address {0:?}: expected host:port")]
+    Address(String),
+    #[error("cannot connect to the control service at {addr}: {message}")]
+    Connect { addr: String, message: String },
+    #[error("the control service refused: {0}")]
+    Refused(String),
+    #[error("the control service sent something unusable: {0}")]
+    Invalid(String),
+    #[error("generating a key or CSR: {0}")]
+    Key(#[from] rcgen::Error),
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(status: tonic::Status) -> Self {
+        ClientError::Refused(format!("{:?}: {}", status.code(), status.message()))
+    }
+}
+
+/// Where the control service is: `host:port` (TLS is implied).
+#[derive(Clone, Debug)]
+pub struct ControlAddr {
+    uri: String,
+    host: String,
+}
+
+impl ControlAddr {
+    pub fn parse(addr: &str) -> Result<Self, ClientError> {
+        let hostport = addr.trim_start_matches("https://").trim_end_matches('/');
+        let (host, port) = hostport
+            .rsplit_once(':')
+            .ok_or_else(|| ClientError::Address(addr.to_owned()))?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(ClientError::Address(addr.to_owned()));
+        }
+        Ok(Self {
+            uri: format!("https://{hostport}"),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+        })
+    }
+
+    async fn connect(&self, tls: ClientTlsConfig) -> Result<Channel, ClientError> {
+        let connect_error = |e: tonic::transport::Error| ClientError::Connect {
+            addr: self.uri.clone(),
+            message: error_chain(&e),
+        };
+        Endpoint::from_shared(self.uri.clone())
+            .map_err(|_| ClientError::Address(self.uri.clone()))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .tls_config(tls.domain_name(self.host.clone()))
+            .map_err(connect_error)?
+            .connect()
+            .await
+            .map_err(connect_error)
+    }
+}
+
+/// First contact: proves the identity with a join token, trusting only the CA it pins.
+pub async fn enroll(addr: &ControlAddr, join_token: &str) -> Result<Credentials, ClientError> {
+    let claims = token::parse(join_token)?.claims;
+    let pinned: Vec<Certificate> = claims
+        .ca_der()?
+        .iter()
+        .map(|der| Certificate::from_pem(smi_core::pem::encode("CERTIFICATE", der)))
+        .collect();
+    let tls = ClientTlsConfig::new().ca_certificates(pinned);
+    let channel = addr.connect(tls).await?;
+    certify(channel, join_token).await
+}
+
+/// Renewal: a new key and certificate for the same identity, authenticated by the current one.
+pub async fn renew(addr: &ControlAddr, current: &Credentials) -> Result<Credentials, ClientError> {
+    let channel = connect(addr, current).await?;
+    certify(channel, "").await
+}
+
+/// An mTLS channel to the control service with these credentials (for Watch, Ack, Register).
+pub async fn connect(
+    addr: &ControlAddr,
+    credentials: &Credentials,
+) -> Result<Channel, ClientError> {
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(credentials.bundle_pem()))
+        .identity(Identity::from_pem(
+            credentials.chain_pem(),
+            credentials.key_pem(),
+        ));
+    addr.connect(tls).await
+}
+
+async fn certify(channel: Channel, join_token: &str) -> Result<Credentials, ClientError> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let csr = CertificateParams::default().serialize_request(&key)?;
+    let response = ControlClient::new(channel)
+        .certify(v1::CertifyRequest {
+            csr_der: csr.der().to_vec(),
+            token: join_token.to_owned(),
+        })
+        .await?
+        .into_inner();
+    let not_after = u64::try_from(response.not_after_unix)
+        .map(|s| UNIX_EPOCH + Duration::from_secs(s))
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    Credentials::new(
+        key,
+        response.certificate_chain_der,
+        response.trust_bundle_der,
+        &response.spiffe_id,
+        not_after,
+    )
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
