@@ -200,14 +200,11 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
     let mut watchers = vec![policy_watcher];
     if config.ca_cert.is_none() {
         let refresh = refresh_ca.clone();
-        let ca_file = store.ca_file();
-        let watcher = watch_dir(&config.state_dir, move || {
-            let _ = &ca_file;
-            refresh();
-        })
-        .map_err(|source| ServeError::Watch {
-            path: config.state_dir.clone(),
-            source,
+        let watcher = watch_dir(&config.state_dir, move || refresh()).map_err(|source| {
+            ServeError::Watch {
+                path: config.state_dir.clone(),
+                source,
+            }
         })?;
         watchers.push(watcher);
     }
