@@ -7,7 +7,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use smi_core::ServiceAccount;
 use smi_core::proto::v1::{self, control_server::Control};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, WatchStream};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
@@ -28,6 +28,8 @@ pub struct ControlApi {
     pub status: Arc<ControlStatus>,
     pub certificate_ttl: Duration,
     pub lease: Duration,
+    /// Becomes `true` when the service stops: open streams end, so that shutdown completes.
+    pub stopping: watch::Receiver<bool>,
 }
 
 type UpdateStream = Pin<Box<dyn Stream<Item = Result<v1::PolicyUpdate, Status>> + Send>>;
@@ -155,7 +157,10 @@ impl Control for ControlApi {
             session.status.sent(session.id, version);
             Some(Ok(view))
         });
-        Ok(Response::new(Box::pin(updates)))
+        Ok(Response::new(Box::pin(until_stopping(
+            updates,
+            self.stopping.clone(),
+        ))))
     }
 
     async fn ack(
@@ -214,9 +219,14 @@ impl Control for ControlApi {
         let (tx, rx) = mpsc::channel(4);
         let _ = tx.send(Ok(ack)).await;
         let registry = self.registry.clone();
+        let mut stopping = self.stopping.clone();
         tokio::spawn(async move {
             loop {
-                match tokio::time::timeout(lease, inbound.message()).await {
+                let heartbeat = tokio::select! {
+                    heartbeat = tokio::time::timeout(lease, inbound.message()) => heartbeat,
+                    _ = stopping.wait_for(|stop| *stop) => break,
+                };
+                match heartbeat {
                     Ok(Ok(Some(_heartbeat))) => {
                         if tx.send(Ok(ack)).await.is_err() {
                             break;
@@ -236,6 +246,23 @@ impl Control for ControlApi {
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
+}
+
+/// Ends `stream` when the service starts stopping (a server stream never ends by itself, and
+/// graceful shutdown waits for open streams).
+fn until_stopping<S>(stream: S, stopping: watch::Receiver<bool>) -> impl Stream<Item = S::Item>
+where
+    S: Stream + Send + 'static,
+    S::Item: Send + 'static,
+{
+    let stop = WatchStream::new(stopping)
+        .filter(|stop| *stop)
+        .map(|_| None);
+    stream
+        .map(Some)
+        .merge(stop)
+        .take_while(Option::is_some)
+        .filter_map(|item| item)
 }
 
 /// Removes the admin view's session when the Watch stream ends.

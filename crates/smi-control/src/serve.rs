@@ -104,14 +104,22 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops accepting, ends streams, and waits for the servers to finish.
+    /// Stops accepting, ends streams, and waits (at most [`SHUTDOWN_GRACE`]) for the servers
+    /// to finish; what is still running then is aborted.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        for t in self.tasks {
-            let _ = t.await;
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        for mut task in self.tasks {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                tracing::warn!("a server did not stop within the grace period; aborting it");
+                task.abort();
+            }
         }
     }
 }
+
+/// How long shutdown waits for open connections to finish.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// How often the API's own certificate is renewed (it lives twice as long).
 const SERVER_CERT_RENEWAL: Duration = Duration::from_secs(12 * 3600);
@@ -186,10 +194,12 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         Arc::new(
             move || match load_ca().and_then(|ca| Ok((server_tls(&ca, &names, &ips)?, ca))) {
                 Ok((server, ca)) => {
-                    hub.set_bundle(bundle_der(&ca));
                     tracing::info!(roots = ca.bundle().len(), "certificate authority reloaded");
+                    // Publish last: a workload that sees the new bundle finds the new CA in place.
+                    let bundle = bundle_der(&ca);
                     authority.store(Arc::new(ca));
                     tls.store(Arc::new(server));
+                    hub.set_bundle(bundle);
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "certificate authority reload failed; keeping the current one")
@@ -209,6 +219,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         watchers.push(watcher);
     }
 
+    let (shutdown, shutdown_rx) = watch::channel(false);
     let api = ControlApi {
         ca: authority.clone(),
         authenticators: Authenticators::default()
@@ -221,6 +232,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         status: status.clone(),
         certificate_ttl: config.certificate_ttl,
         lease: config.lease,
+        stopping: shutdown_rx.clone(),
     };
 
     let admin_listener =
@@ -237,7 +249,6 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
             source,
         })?;
 
-    let (shutdown, shutdown_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };

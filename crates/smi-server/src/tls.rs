@@ -22,7 +22,8 @@ pub type SharedServerConfig = Arc<ArcSwap<ServerConfig>>;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts TCP connections on `listener` and completes TLS handshakes with the config current
-/// at accept time. The stream ends when the listener fails permanently.
+/// at accept time. The stream ends when the listener fails permanently; dropping the stream
+/// closes the listener.
 pub fn incoming(
     listener: TcpListener,
     config: SharedServerConfig,
@@ -30,7 +31,11 @@ pub fn incoming(
     let (tx, rx) = mpsc::channel(256);
     tokio::spawn(async move {
         loop {
-            let (tcp, peer) = match listener.accept().await {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = tx.closed() => return,
+            };
+            let (tcp, peer) = match accepted {
                 Ok(accepted) => accepted,
                 Err(e) if is_transient(&e) => {
                     tracing::warn!(error = %e, "accept failed; retrying");
@@ -56,9 +61,6 @@ pub fn incoming(
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 }
             });
-            if tx.is_closed() {
-                return;
-            }
         }
     });
     ReceiverStream::new(rx)

@@ -54,6 +54,16 @@ impl Credentials {
         })
     }
 
+    /// The same certificate with a newer trust bundle (the control publishes one when a root
+    /// rotates; the control's own certificate may already chain to the new root).
+    pub fn with_bundle(mut self, bundle: Vec<Vec<u8>>) -> Result<Self, ClientError> {
+        if bundle.is_empty() {
+            return Err(ClientError::Invalid("an empty trust bundle".into()));
+        }
+        self.bundle = bundle;
+        Ok(self)
+    }
+
     pub fn spiffe_id(&self) -> &SpiffeId {
         &self.spiffe_id
     }
