@@ -1,10 +1,19 @@
-//! smi-client: what every meshed process links to reach the control service and call other
-//! services.
+//! smi-client: what every meshed process links.
 //!
-//! - [`control`]: enrollment (a key made here, a CSR, a join token on first contact), renewal
-//!   over mTLS, and the authenticated channel for policy and registration streams.
-//!
-//! The outbound layers (routing, balancing, pooled mTLS) are built in the data-plane issue.
+//! - [`Mesh`]: enrollment, renewal and the policy watch; the current certificate, trust bundle
+//!   and compiled policy behind lock-free reads. Used by the outbound client here and by the
+//!   inbound layers of `smi-server`.
+//! - [`outbound`]: a `tower::Service<http::Request<B>>` that routes by TrafficSplit, balances
+//!   over endpoints and calls them over pooled mTLS connections.
+//! - [`control`]: the low-level control API client (enroll, renew, mTLS channel).
+//! - [`tls`], [`identity`]: rustls configurations from credentials; SPIFFE IDs of certificates.
 #![forbid(unsafe_code)]
 
 pub mod control;
+pub mod identity;
+pub mod mesh;
+pub mod outbound;
+pub mod tls;
+
+pub use mesh::{Mesh, MeshConfig, MeshError, MeshStatus};
+pub use outbound::{MeshClient, OutboundError};

@@ -1,10 +1,17 @@
 //! smi-server: the inbound side of a meshed process.
 //!
-//! - [`tls`]: a TLS acceptor for tokio listeners whose configuration can be swapped while it
-//!   runs (certificate renewal, trust bundle rotation), yielding streams that tonic's
-//!   `serve_with_incoming`, hyper-util and axum accept.
-//!
-//! The authorization layers are built in the data-plane issue.
+//! - [`serve`]: serves any tower HTTP service (axum `Router`, tonic `Routes`) on a TCP listener
+//!   with mesh mTLS; the client certificate is required, and the caller's SPIFFE ID reaches every
+//!   request as a [`Peer`] extension.
+//! - [`AuthorizeLayer`]: SMI authorization per request (403 / gRPC `PERMISSION_DENIED`).
+//! - [`tls`]: the TLS acceptor underneath, with a configuration swapped in place on renewal.
 #![forbid(unsafe_code)]
 
+mod authorize;
+mod peer;
+mod serve;
 pub mod tls;
+
+pub use authorize::{Authorize, AuthorizeFuture, AuthorizeLayer};
+pub use peer::Peer;
+pub use serve::serve;

@@ -2,6 +2,7 @@
 //! bundle it verifies peers against.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use rcgen::KeyPair;
@@ -9,8 +10,10 @@ use smi_core::SpiffeId;
 
 use super::ClientError;
 
+/// Cheap to clone: the key is shared, never copied out of the process.
+#[derive(Clone)]
 pub struct Credentials {
-    key: KeyPair,
+    key: Arc<KeyPair>,
     chain: Vec<Vec<u8>>,
     bundle: Vec<Vec<u8>>,
     spiffe_id: SpiffeId,
@@ -46,7 +49,7 @@ impl Credentials {
             .parse()
             .map_err(|e| ClientError::Invalid(format!("spiffe_id: {e}")))?;
         Ok(Self {
-            key,
+            key: Arc::new(key),
             chain,
             bundle,
             spiffe_id,

@@ -7,10 +7,9 @@
 //! endpoint registry checks a registration after enrollment.
 
 mod csr;
-mod identity;
 mod store;
 
-pub use identity::{PeerIdentity, peer_identity};
+pub use smi_client::identity::{PeerIdentity, peer_identity};
 pub use store::{CaStore, StoreError, load_provided};
 
 use std::time::{Duration, SystemTime};

@@ -1,0 +1,240 @@
+//! [`Mesh`]: one per process, shared by the outbound client and the inbound server.
+//!
+//! It enrolls with the control service (the key is made here), renews the certificate at about
+//! 70% of its lifetime, and keeps a Watch stream open for policy, endpoints and the trust bundle.
+//! Everything a request needs is behind `ArcSwap`: per-request reads take no lock. When the
+//! control is unreachable the workload keeps its last policy and certificate and reconnects with
+//! jittered backoff.
+
+mod backoff;
+mod register;
+mod renew;
+mod state;
+mod watch;
+
+pub use register::Registration;
+pub use state::{Endpoint, PolicyState};
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::{ArcSwap, Guard};
+use rustls::{ClientConfig, ServerConfig};
+use smi_core::SpiffeId;
+use tokio::sync::watch as signal;
+use tokio::task::JoinHandle;
+
+use crate::control::{ClientError, ControlAddr, Credentials, enroll};
+use crate::tls::{TlsError, client_config, server_config};
+
+/// How a workload reaches the control service, and what it subscribes to.
+#[derive(Clone, Debug)]
+pub struct MeshConfig {
+    pub control: ControlAddr,
+    pub token: String,
+    /// Services this workload calls (`ns/name`), or `*` for all: their splits and endpoints are
+    /// sent to it.
+    pub calls: Vec<String>,
+    /// A name for this instance in the control's admin views (e.g. the pod name).
+    pub workload: String,
+    /// How long [`Mesh::start`] waits for the first policy.
+    pub ready_timeout: Duration,
+}
+
+impl MeshConfig {
+    pub fn new(control: ControlAddr, token: impl Into<String>) -> Self {
+        Self {
+            control,
+            token: token.into(),
+            calls: vec!["*".to_owned()],
+            workload: std::process::id().to_string(),
+            ready_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// From `SMI_CONTROL_ADDR` and `SMI_TOKEN` (or `SMI_TOKEN_FILE`); `SMI_CALLS` is an optional
+    /// comma-separated list of services (default `*`), `SMI_WORKLOAD` an optional name.
+    pub fn from_env() -> Result<Self, MeshError> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let addr = var("SMI_CONTROL_ADDR").ok_or(MeshError::Env("SMI_CONTROL_ADDR is not set"))?;
+        let token = match (var("SMI_TOKEN"), var("SMI_TOKEN_FILE")) {
+            (Some(token), _) => token,
+            (None, Some(path)) => std::fs::read_to_string(&path)
+                .map_err(|e| MeshError::TokenFile(path, e))?
+                .trim()
+                .to_owned(),
+            (None, None) => return Err(MeshError::Env("set SMI_TOKEN or SMI_TOKEN_FILE")),
+        };
+        let mut config = Self::new(ControlAddr::parse(&addr)?, token);
+        if let Some(calls) = var("SMI_CALLS") {
+            config.calls = calls.split(',').map(|s| s.trim().to_owned()).collect();
+        }
+        if let Some(workload) = var("SMI_WORKLOAD") {
+            config.workload = workload;
+        }
+        Ok(config)
+    }
+
+    pub fn calls<I: IntoIterator<Item = S>, S: Into<String>>(mut self, services: I) -> Self {
+        self.calls = services.into_iter().map(Into::into).collect();
+        self
+    }
+
+    pub fn workload(mut self, name: impl Into<String>) -> Self {
+        self.workload = name.into();
+        self
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MeshError {
+    #[error("{0}")]
+    Env(&'static str),
+    #[error("reading the join token from {0}: {1}")]
+    TokenFile(String, std::io::Error),
+    #[error(transparent)]
+    Control(#[from] ClientError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("no policy from the control service within {0:?}")]
+    NotReady(Duration),
+}
+
+/// What a workload reports about itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MeshStatus {
+    /// A certificate and a first policy are in place.
+    pub ready: bool,
+    pub policy_version: u64,
+    pub certificate_expires: SystemTime,
+    /// The Watch stream is open.
+    pub connected: bool,
+}
+
+/// The workload's handle on the mesh. Cheap to clone; background work stops when the last clone
+/// is dropped.
+#[derive(Clone, Debug)]
+pub struct Mesh {
+    inner: Arc<Inner>,
+    _tasks: Arc<Tasks>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: MeshConfig,
+    identity: SpiffeId,
+    credentials: ArcSwap<Credentials>,
+    client_tls: ArcSwap<ClientConfig>,
+    server_tls: Arc<ArcSwap<ServerConfig>>,
+    policy: ArcSwap<PolicyState>,
+    changes: signal::Sender<u64>,
+    connected: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Tasks(Vec<JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+impl Mesh {
+    /// Enrolls, starts renewal and the policy watch, and waits for the first policy.
+    pub async fn start(config: MeshConfig) -> Result<Mesh, MeshError> {
+        let credentials = enroll(&config.control, &config.token).await?;
+        let identity = credentials.spiffe_id().clone();
+        let (changes, _) = signal::channel(0);
+        let inner = Arc::new(Inner {
+            client_tls: ArcSwap::from_pointee(client_config(&credentials)?),
+            server_tls: Arc::new(ArcSwap::from_pointee(server_config(&credentials)?)),
+            credentials: ArcSwap::from_pointee(credentials),
+            policy: ArcSwap::from_pointee(PolicyState::empty(&identity.trust_domain)),
+            identity,
+            config,
+            changes,
+            connected: AtomicBool::new(false),
+        });
+        let tasks = Tasks(vec![
+            tokio::spawn(watch::run(inner.clone())),
+            tokio::spawn(renew::run(inner.clone())),
+        ]);
+        let mesh = Mesh {
+            inner,
+            _tasks: Arc::new(tasks),
+        };
+        let timeout = mesh.inner.config.ready_timeout;
+        tokio::time::timeout(timeout, mesh.changed().wait_for(|v| *v > 0))
+            .await
+            .map_err(|_| MeshError::NotReady(timeout))?
+            .map_err(|_| MeshError::NotReady(timeout))?;
+        Ok(mesh)
+    }
+
+    /// This workload's SPIFFE ID.
+    pub fn identity(&self) -> &SpiffeId {
+        &self.inner.identity
+    }
+
+    /// The current policy and endpoints (a lock-free load).
+    pub fn policy(&self) -> Guard<Arc<PolicyState>> {
+        self.inner.policy.load()
+    }
+
+    /// The current policy, owned (for holding across `.await`).
+    pub fn policy_full(&self) -> Arc<PolicyState> {
+        self.inner.policy.load_full()
+    }
+
+    /// The policy version, changing with each applied update.
+    pub fn changed(&self) -> signal::Receiver<u64> {
+        self.inner.changes.subscribe()
+    }
+
+    /// The current credentials (certificate chain, bundle; the key stays in this process).
+    pub fn credentials(&self) -> Arc<Credentials> {
+        self.inner.credentials.load_full()
+    }
+
+    /// TLS for outbound connections, current at the time of the call.
+    pub fn client_tls(&self) -> Arc<ClientConfig> {
+        self.inner.client_tls.load_full()
+    }
+
+    /// TLS for inbound connections; swapped in place when the certificate or bundle changes.
+    pub fn server_tls(&self) -> Arc<ArcSwap<ServerConfig>> {
+        self.inner.server_tls.clone()
+    }
+
+    pub fn status(&self) -> MeshStatus {
+        let policy = self.inner.policy.load();
+        MeshStatus {
+            ready: policy.version > 0,
+            policy_version: policy.version,
+            certificate_expires: self.inner.credentials.load().not_after(),
+            connected: self.inner.connected.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Registers `addr` as an endpoint of `service` (`ns/name`) for as long as the returned
+    /// guard lives; re-registers after reconnecting.
+    pub fn register(&self, service: &str, addr: std::net::SocketAddr) -> Registration {
+        register::start(self.inner.clone(), service.to_owned(), addr)
+    }
+}
+
+impl Inner {
+    /// Replaces the credentials and rebuilds both TLS configurations from them.
+    fn set_credentials(&self, credentials: Credentials) -> Result<(), TlsError> {
+        let client = client_config(&credentials)?;
+        let server = server_config(&credentials)?;
+        self.credentials.store(Arc::new(credentials));
+        self.client_tls.store(Arc::new(client));
+        self.server_tls.store(Arc::new(server));
+        Ok(())
+    }
+}

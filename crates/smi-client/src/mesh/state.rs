@@ -1,0 +1,97 @@
+//! What a workload knows of the mesh at one version: the compiled policy and the endpoints of
+//! the services it calls. Immutable; a new update builds a new one.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use smi_core::model::PolicySet;
+use smi_core::proto::v1;
+use smi_core::{Options, Snapshot, SpiffeId};
+
+/// One serving workload, and the identity it must present.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    pub identity: SpiffeId,
+}
+
+#[derive(Debug)]
+pub struct PolicyState {
+    pub version: u64,
+    pub snapshot: Snapshot,
+    /// namespace -> service -> endpoints (nested, so lookups by `&str` allocate nothing).
+    endpoints: HashMap<String, HashMap<String, Arc<[Endpoint]>>>,
+}
+
+impl PolicyState {
+    /// Before the first update: nothing is allowed, nothing is known.
+    pub(crate) fn empty(trust_domain: &str) -> Self {
+        Self {
+            version: 0,
+            snapshot: Snapshot::compile(
+                PolicySet::default(),
+                Options::default().trust_domain(trust_domain),
+            ),
+            endpoints: HashMap::new(),
+        }
+    }
+
+    /// Converts and compiles an update; an error names the resource and field, and nothing of
+    /// the update is used.
+    pub(crate) fn compile(update: &v1::PolicyUpdate, trust_domain: &str) -> Result<Self, String> {
+        let policy = PolicySet::try_from(update.policy.clone().unwrap_or_default())
+            .map_err(|e| e.to_string())?;
+        let options = Options::default()
+            .trust_domain(trust_domain)
+            .permissive(update.permissive);
+        let mut endpoints: HashMap<String, HashMap<String, Arc<[Endpoint]>>> = HashMap::new();
+        for service in &update.endpoints {
+            let list = service
+                .endpoints
+                .iter()
+                .map(|e| {
+                    let field = || format!("endpoints {}/{}", service.namespace, service.name);
+                    let ip: IpAddr = e
+                        .address
+                        .parse()
+                        .map_err(|_| format!("{}: address {:?}", field(), e.address))?;
+                    let port = u16::try_from(e.port)
+                        .map_err(|_| format!("{}: port {}", field(), e.port))?;
+                    let identity = e
+                        .identity
+                        .parse()
+                        .map_err(|err| format!("{}: identity: {err}", field()))?;
+                    Ok(Endpoint {
+                        addr: SocketAddr::new(ip, port),
+                        identity,
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            endpoints
+                .entry(service.namespace.clone())
+                .or_default()
+                .insert(service.name.clone(), list.into());
+        }
+        Ok(Self {
+            version: update.version,
+            snapshot: Snapshot::compile(policy, options),
+            endpoints,
+        })
+    }
+
+    /// The endpoints of `namespace/name`; empty if none are known.
+    pub fn endpoints(&self, namespace: &str, name: &str) -> &[Endpoint] {
+        self.endpoints
+            .get(namespace)
+            .and_then(|by_name| by_name.get(name))
+            .map_or(&[], |e| e)
+    }
+
+    /// Whether the control told us about this service at all (we subscribed to it).
+    pub fn knows(&self, namespace: &str, name: &str) -> bool {
+        self.endpoints
+            .get(namespace)
+            .is_some_and(|by_name| by_name.contains_key(name))
+    }
+}

@@ -1,0 +1,81 @@
+//! The policy watch: one Watch stream, reopened with backoff; each update is compiled, applied
+//! and acknowledged (or rejected, with the reason, keeping the last good state).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use smi_core::proto::v1::{self, control_client::ControlClient};
+
+use super::Inner;
+use super::backoff::Backoff;
+use super::state::PolicyState;
+use crate::control::{ClientError, Credentials, connect};
+
+pub(super) async fn run(inner: Arc<Inner>) {
+    let mut backoff = Backoff::new();
+    loop {
+        match session(&inner, &mut backoff).await {
+            Ok(()) => tracing::info!("the control service ended the policy stream; reconnecting"),
+            Err(e) => tracing::warn!(error = %e, "policy stream failed; keeping the last policy"),
+        }
+        inner.connected.store(false, Ordering::Relaxed);
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+async fn session(inner: &Inner, backoff: &mut Backoff) -> Result<(), ClientError> {
+    let channel = connect(&inner.config.control, &inner.credentials.load()).await?;
+    let mut client = ControlClient::new(channel);
+    let mut stream = client
+        .watch(v1::WatchRequest {
+            services: inner.config.calls.clone(),
+            workload: inner.config.workload.clone(),
+        })
+        .await?
+        .into_inner();
+    inner.connected.store(true, Ordering::Relaxed);
+    while let Some(update) = stream.message().await? {
+        backoff.reset();
+        let version = update.version;
+        let ack = match apply(inner, &update) {
+            Ok(()) => v1::AckRequest {
+                version,
+                accepted: true,
+                error: String::new(),
+                workload: inner.config.workload.clone(),
+            },
+            Err(error) => {
+                tracing::warn!(version, %error, "policy update rejected; keeping the last good one");
+                v1::AckRequest {
+                    version,
+                    accepted: false,
+                    error,
+                    workload: inner.config.workload.clone(),
+                }
+            }
+        };
+        if let Err(e) = client.ack(ack).await {
+            tracing::debug!(error = %e, "acknowledgement not delivered");
+        }
+    }
+    Ok(())
+}
+
+fn apply(inner: &Inner, update: &v1::PolicyUpdate) -> Result<(), String> {
+    let state = PolicyState::compile(update, &inner.identity.trust_domain)?;
+    let credentials = inner.credentials.load();
+    if !update.trust_bundle_der.is_empty() && update.trust_bundle_der != credentials.bundle_der() {
+        let renewed = Credentials::clone(&credentials)
+            .with_bundle(update.trust_bundle_der.clone())
+            .map_err(|e| e.to_string())?;
+        inner.set_credentials(renewed).map_err(|e| e.to_string())?;
+        tracing::info!(
+            roots = update.trust_bundle_der.len(),
+            "trust bundle updated"
+        );
+    }
+    inner.policy.store(Arc::new(state));
+    inner.changes.send_replace(update.version);
+    tracing::debug!(version = update.version, "policy applied");
+    Ok(())
+}

@@ -1,0 +1,213 @@
+//! The outbound client: a `tower::Service<http::Request<B>>` for hyper and for tonic-generated
+//! clients.
+//!
+//! A request's authority names a mesh service (`svc.ns`, `svc.ns.svc.cluster.local`, with or
+//! without a port). The service's TrafficSplit (with its `matches`) picks a backend service; power
+//! of two choices by requests in flight picks one of its endpoints; the request goes over a pooled
+//! mTLS connection to it, after checking that the server presented the SPIFFE ID bound to that
+//! endpoint. If connecting to an endpoint fails, another is tried: the request had not been sent.
+//! A request that reached a server is never sent again.
+
+mod body;
+mod endpoint;
+mod error;
+
+pub use body::OutboundBody;
+pub use error::OutboundError;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use arc_swap::ArcSwap;
+use http::uri::{Authority, Scheme};
+use http::{HeaderValue, Request, Response, Uri};
+use hyper::body::Incoming;
+use smi_core::policy::{HttpRequest, ServiceName};
+
+use crate::mesh::{Endpoint, Mesh};
+use endpoint::EndpointConns;
+
+/// Calls mesh services. Cheap to clone; clones share connections.
+pub struct MeshClient<B> {
+    mesh: Mesh,
+    conns: Arc<ArcSwap<HashMap<SocketAddr, Arc<EndpointConns<B>>>>>,
+}
+
+impl<B> Clone for MeshClient<B> {
+    fn clone(&self) -> Self {
+        Self {
+            mesh: self.mesh.clone(),
+            conns: self.conns.clone(),
+        }
+    }
+}
+
+impl<B> std::fmt::Debug for MeshClient<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeshClient")
+            .field("identity", &self.mesh.identity().to_string())
+            .field("endpoints", &self.conns.load().len())
+            .finish()
+    }
+}
+
+impl<B: OutboundBody> MeshClient<B> {
+    pub fn new(mesh: Mesh) -> Self {
+        Self {
+            mesh,
+            conns: Arc::default(),
+        }
+    }
+
+    /// Sends one request (what `Service::call` does).
+    pub async fn send(&self, request: Request<B>) -> Result<Response<Incoming>, OutboundError> {
+        let authority = authority_of(&request).ok_or(OutboundError::NoAuthority)?;
+        let policy = self.mesh.policy_full();
+        let snapshot = &policy.snapshot;
+        let service =
+            ServiceName::parse(authority.as_str(), None, &snapshot.options().cluster_domain)
+                .map_err(|e| OutboundError::NotAService(e.to_string()))?;
+        let backend = {
+            let path = request.uri().path();
+            let mut http = HttpRequest::new(request.method().as_str(), path, request.headers());
+            http.authority = Some(authority.as_str());
+            let route = snapshot.route(service, Some(&http));
+            route
+                .pick(&mut rand::rng())
+                .map_or(service.name, |b| b.service.as_str())
+        };
+        let namespace = service.namespace;
+        if !policy.knows(namespace, backend) {
+            return Err(OutboundError::UnknownService(format!(
+                "{namespace}/{backend}"
+            )));
+        }
+        let endpoints = policy.endpoints(namespace, backend);
+        if endpoints.is_empty() {
+            return Err(OutboundError::NoEndpoints(format!("{namespace}/{backend}")));
+        }
+
+        let tls = self.mesh.client_tls();
+        let mut failed: Vec<SocketAddr> = Vec::new();
+        let mut last_error = None;
+        let mut request = Some(request);
+        while let Some(endpoint) = pick(endpoints, &failed, |e| self.conns_of(e).load()) {
+            let conns = self.conns_of(endpoint);
+            match conns.sender(tls.clone()).await {
+                Ok(mut sender) => {
+                    let Some(mut request) = request.take() else {
+                        break;
+                    };
+                    prepare(&mut request, &authority, sender.is_h2());
+                    let _in_flight = conns.start();
+                    let response = sender.send(request).await;
+                    conns.release(sender);
+                    return response.map_err(|source| OutboundError::Http {
+                        addr: endpoint.addr,
+                        source,
+                    });
+                }
+                Err(e) if e.before_request() => {
+                    tracing::debug!(addr = %endpoint.addr, error = %e, "endpoint unavailable; trying another");
+                    failed.push(endpoint.addr);
+                    last_error = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        // Every endpoint failed before the request was sent.
+        Err(last_error
+            .unwrap_or_else(|| OutboundError::NoEndpoints(format!("{namespace}/{backend}"))))
+    }
+
+    /// The connection state of an endpoint (created on first use; replaced if the address is
+    /// now bound to another identity).
+    fn conns_of(&self, endpoint: &Endpoint) -> Arc<EndpointConns<B>> {
+        if let Some(c) = self.conns.load().get(&endpoint.addr)
+            && c.identity == endpoint.identity
+        {
+            return c.clone();
+        }
+        let fresh = Arc::new(EndpointConns::new(endpoint.addr, endpoint.identity.clone()));
+        self.conns.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            map.insert(endpoint.addr, fresh.clone());
+            map
+        });
+        fresh
+    }
+}
+
+impl<B: OutboundBody> tower_service::Service<Request<B>> for MeshClient<B> {
+    type Response = Response<Incoming>;
+    type Error = OutboundError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Incoming>, OutboundError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let client = self.clone();
+        Box::pin(async move { client.send(request).await })
+    }
+}
+
+/// Power of two choices: of two random endpoints not yet failed, the one with fewer requests in
+/// flight.
+fn pick<'e>(
+    endpoints: &'e [Endpoint],
+    failed: &[SocketAddr],
+    load: impl Fn(&Endpoint) -> usize,
+) -> Option<&'e Endpoint> {
+    let usable = |e: &&Endpoint| !failed.contains(&e.addr);
+    let count = endpoints.iter().filter(usable).count();
+    let nth = |i: usize| endpoints.iter().filter(usable).nth(i);
+    match count {
+        0 => None,
+        1 => nth(0),
+        n => {
+            let a = rand::random_range(0..n);
+            let b = (a + rand::random_range(1..n)) % n;
+            let (a, b) = (nth(a)?, nth(b)?);
+            Some(if load(b) < load(a) { b } else { a })
+        }
+    }
+}
+
+/// The authority the caller addressed: the URI's, or the `Host` header's.
+fn authority_of<B>(request: &Request<B>) -> Option<Authority> {
+    if let Some(authority) = request.uri().authority() {
+        return Some(authority.clone());
+    }
+    request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse().ok())
+}
+
+/// HTTP/2 requests carry scheme and authority in the URI; HTTP/1.1 requests an origin-form URI
+/// and a `Host` header.
+fn prepare<B>(request: &mut Request<B>, authority: &Authority, h2: bool) {
+    let path = request
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query = Some(path);
+    if h2 {
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(authority.clone());
+    } else if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+        request.headers_mut().insert(http::header::HOST, host);
+    }
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
+    }
+}
