@@ -49,9 +49,18 @@ fn split_weights_decide_the_backend() {
     copy_policy(dir.path());
     let split = std::fs::read_to_string(dir.path().join("bookstore-split.yaml")).unwrap();
     let all_v2 = split
-        .replace("service: bookstore-v1\n    weight: 50", "service: bookstore-v1\n    weight: 0")
-        .replace("service: bookstore-v2\n    weight: 50", "service: bookstore-v2\n    weight: 100");
-    assert_ne!(all_v2, split, "the bundled split changed shape; update this test");
+        .replace(
+            "service: bookstore-v1\n    weight: 50",
+            "service: bookstore-v1\n    weight: 0",
+        )
+        .replace(
+            "service: bookstore-v2\n    weight: 50",
+            "service: bookstore-v2\n    weight: 100",
+        );
+    assert_ne!(
+        all_v2, split,
+        "the bundled split changed shape; update this test"
+    );
     std::fs::write(dir.path().join("bookstore-split.yaml"), all_v2).unwrap();
     let summary = run_demo(dir.path(), 3);
     assert_eq!(summary.backends["bookstore-v1"], 0, "{summary:?}");

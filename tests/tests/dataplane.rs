@@ -1,0 +1,495 @@
+//! The data plane end to end, in one test process: a real control service, real workloads
+//! (`Mesh`), real mTLS on 127.0.0.1, policy changed by writing files. Every wait is on an event
+//! or a condition, bounded by 5 s.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use smi_client::control::{ControlAddr, enroll};
+use smi_client::mesh::PolicyState;
+use smi_client::{Mesh, MeshClient, MeshConfig, OutboundError};
+use smi_control::ca::CaStore;
+use smi_control::enroll::JoinTokens;
+use smi_control::serve::{Running, ServeConfig, start};
+use smi_core::ServiceAccount;
+use smi_server::{AuthorizeLayer, Peer};
+use tokio::net::TcpListener;
+
+const WAIT: Duration = Duration::from_secs(5);
+const ACCESS: &str = include_str!("../../examples/bookstore/policy/bookstore-access.yaml");
+
+fn split(v1: u32, v2: u32) -> String {
+    format!(
+        "apiVersion: split.smi-spec.io/v1alpha4\nkind: TrafficSplit\nmetadata:\n  name: bookstore-split\n  namespace: bookstore\nspec:\n  service: bookstore\n  backends:\n  - service: bookstore-v1\n    weight: {v1}\n  - service: bookstore-v2\n    weight: {v2}\n"
+    )
+}
+
+/// Writes a policy file the way tools do (a temporary file renamed into place).
+fn write(dir: &Path, name: &str, text: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(tmp, dir.join(name)).unwrap();
+}
+
+struct Cluster {
+    _dir: tempfile::TempDir,
+    policy: PathBuf,
+    state: PathBuf,
+    control: Running,
+}
+
+impl Cluster {
+    /// A control service with the bookstore access policy and a v1/v2 split of these weights.
+    async fn start(v1: u32, v2: u32) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = dir.path().join("policy");
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&policy).unwrap();
+        write(&policy, "access.yaml", ACCESS);
+        write(&policy, "split.yaml", &split(v1, v2));
+        let control = start(ServeConfig {
+            policy_dir: policy.clone(),
+            state_dir: state.clone(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            admin: "127.0.0.1:0".parse().unwrap(),
+            ..ServeConfig::default()
+        })
+        .await
+        .unwrap();
+        Cluster {
+            _dir: dir,
+            policy,
+            state,
+            control,
+        }
+    }
+
+    fn addr(&self) -> ControlAddr {
+        ControlAddr::parse(&self.control.api_addr.to_string()).unwrap()
+    }
+
+    fn token(&self, identity: &str, serves: &[&str]) -> String {
+        let store = CaStore::new(&self.state);
+        let ca = store.load("cluster.local").unwrap();
+        let tokens = JoinTokens::new(&store.token_key().unwrap(), "cluster.local");
+        let serves: Vec<ServiceAccount> = serves.iter().map(|s| s.parse().unwrap()).collect();
+        tokens.create(
+            &identity.parse().unwrap(),
+            &serves,
+            Duration::from_secs(600),
+            ca.bundle(),
+        )
+    }
+
+    async fn mesh(&self, identity: &str, serves: &[&str], calls: &[&str]) -> Mesh {
+        let config = MeshConfig::new(self.addr(), self.token(identity, serves))
+            .calls(calls.iter().copied())
+            .workload(identity);
+        Mesh::start(config).await.unwrap()
+    }
+
+    /// A meshed server that answers every path with its name (header `x-backend` and body).
+    async fn server(&self, name: &'static str, identity: &str, serves: &[&str]) -> Server {
+        let mesh = self.mesh(identity, serves, &[]).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().fallback(
+            move |axum::Extension(peer): axum::Extension<Peer>| async move {
+                (
+                    [("x-backend", name)],
+                    format!("{name} served {}", peer.identity),
+                )
+            },
+        );
+        let app = tower_layer::Layer::layer(&AuthorizeLayer::new(mesh.clone()), router);
+        let registrations = serves.iter().map(|s| mesh.register(s, addr)).collect();
+        let serving = {
+            let mesh = mesh.clone();
+            tokio::spawn(async move { smi_server::serve(listener, &mesh, app).await })
+        };
+        Server {
+            addr,
+            _registrations: registrations,
+            serving,
+        }
+    }
+}
+
+struct Server {
+    addr: SocketAddr,
+    _registrations: Vec<smi_client::mesh::Registration>,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.serving.abort();
+    }
+}
+
+/// Waits until the mesh's policy satisfies `done`.
+async fn until(mesh: &Mesh, done: impl Fn(&PolicyState) -> bool) {
+    let mut changes = mesh.changed();
+    tokio::time::timeout(WAIT, async {
+        while !done(&mesh.policy_full()) {
+            changes.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the policy did not reach the expected state within 5 s");
+}
+
+async fn with_endpoints(mesh: &Mesh, services: &[&str]) {
+    until(mesh, |p| {
+        services
+            .iter()
+            .all(|s| !p.endpoints("bookstore", s).is_empty())
+    })
+    .await;
+}
+
+async fn get(
+    client: &MeshClient<Full<Bytes>>,
+    uri: &str,
+) -> Result<(StatusCode, String), OutboundError> {
+    let response = client
+        .send(Request::get(uri).body(Full::new(Bytes::new())).unwrap())
+        .await?;
+    let status = response.status();
+    let backend = response
+        .headers()
+        .get("x-backend")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    response.into_body().collect().await.unwrap();
+    Ok((status, backend))
+}
+
+/// Sends requests until `done` holds for one, bounded by WAIT; returns how long it took.
+async fn until_response(
+    client: &MeshClient<Full<Bytes>>,
+    uri: &str,
+    done: impl Fn(&(StatusCode, String)) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(answer) = get(client, uri).await
+                && done(&answer)
+            {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the expected response within 5 s");
+    started.elapsed()
+}
+
+const BUY: &str = "http://bookstore.bookstore/buy-a-book/new";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_allows_the_buyer_and_denies_the_thief_over_mtls() {
+    let cluster = Cluster::start(50, 50).await;
+    let _v1 = cluster
+        .server(
+            "bookstore-v1",
+            "bookstore/bookstore",
+            &["bookstore/bookstore-v1"],
+        )
+        .await;
+    let _v2 = cluster
+        .server(
+            "bookstore-v2",
+            "bookstore/bookstore",
+            &["bookstore/bookstore-v2"],
+        )
+        .await;
+    let buyer = cluster
+        .mesh("bookbuyer/bookbuyer", &[], &["bookstore/bookstore"])
+        .await;
+    let thief = cluster
+        .mesh("bookthief/bookthief", &[], &["bookstore/bookstore"])
+        .await;
+    with_endpoints(&buyer, &["bookstore-v1", "bookstore-v2"]).await;
+    with_endpoints(&thief, &["bookstore-v1", "bookstore-v2"]).await;
+
+    let buyer = MeshClient::new(buyer);
+    let thief = MeshClient::new(thief);
+    let mut backends = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let (status, backend) = get(&buyer, BUY).await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        backends.insert(backend);
+        assert_eq!(get(&thief, BUY).await.unwrap().0, StatusCode::FORBIDDEN);
+    }
+    // 50/50 over 40 requests: both versions answer (the chance of not is about 2e-12).
+    assert_eq!(backends.len(), 2, "{backends:?}");
+    // A route the policy does not list is denied to the buyer too.
+    assert_eq!(
+        get(&buyer, "http://bookstore.bookstore/admin")
+            .await
+            .unwrap()
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    cluster.control.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_change_shifts_traffic_within_a_second() {
+    let cluster = Cluster::start(100, 0).await;
+    let _v1 = cluster
+        .server(
+            "bookstore-v1",
+            "bookstore/bookstore",
+            &["bookstore/bookstore-v1"],
+        )
+        .await;
+    let _v2 = cluster
+        .server(
+            "bookstore-v2",
+            "bookstore/bookstore",
+            &["bookstore/bookstore-v2"],
+        )
+        .await;
+    let buyer = cluster
+        .mesh("bookbuyer/bookbuyer", &[], &["bookstore/bookstore"])
+        .await;
+    with_endpoints(&buyer, &["bookstore-v1", "bookstore-v2"]).await;
+    let client = MeshClient::new(buyer.clone());
+    until_response(&client, BUY, |(_, b)| b == "bookstore-v1").await;
+    for _ in 0..20 {
+        assert_eq!(get(&client, BUY).await.unwrap().1, "bookstore-v1");
+    }
+
+    write(&cluster.policy, "split.yaml", &split(0, 100));
+    let took = until_response(&client, BUY, |(_, b)| b == "bookstore-v2").await;
+    assert!(took < Duration::from_secs(1), "the shift took {took:?}");
+    for _ in 0..20 {
+        assert_eq!(get(&client, BUY).await.unwrap().1, "bookstore-v2");
+    }
+    cluster.control.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_applies_to_open_connections_within_a_second() {
+    let cluster = Cluster::start(50, 50).await;
+    let _v1 = cluster
+        .server(
+            "bookstore-v1",
+            "bookstore/bookstore",
+            &["bookstore/bookstore-v1"],
+        )
+        .await;
+    let _v2 = cluster
+        .server(
+            "bookstore-v2",
+            "bookstore/bookstore",
+            &["bookstore/bookstore-v2"],
+        )
+        .await;
+    let buyer = cluster
+        .mesh("bookbuyer/bookbuyer", &[], &["bookstore/bookstore"])
+        .await;
+    with_endpoints(&buyer, &["bookstore-v1", "bookstore-v2"]).await;
+    let client = MeshClient::new(buyer);
+    // Connections to both versions are open and pooled.
+    until_response(&client, BUY, |(_, b)| b == "bookstore-v1").await;
+    until_response(&client, BUY, |(_, b)| b == "bookstore-v2").await;
+
+    std::fs::remove_file(cluster.policy.join("access.yaml")).unwrap();
+    let took = until_response(&client, BUY, |(s, _)| *s == StatusCode::FORBIDDEN).await;
+    assert!(took < Duration::from_secs(1), "revocation took {took:?}");
+    for _ in 0..20 {
+        assert_eq!(get(&client, BUY).await.unwrap().0, StatusCode::FORBIDDEN);
+    }
+    // And granted again by writing the file back.
+    write(&cluster.policy, "access.yaml", ACCESS);
+    until_response(&client, BUY, |(s, _)| *s == StatusCode::OK).await;
+    cluster.control.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_grpc_call_gets_permission_denied() {
+    let cluster = Cluster::start(50, 50).await;
+    let _v1 = cluster
+        .server(
+            "bookstore-v1",
+            "bookstore/bookstore",
+            &["bookstore/bookstore-v1"],
+        )
+        .await;
+    let _v2 = cluster
+        .server(
+            "bookstore-v2",
+            "bookstore/bookstore",
+            &["bookstore/bookstore-v2"],
+        )
+        .await;
+    let thief = cluster
+        .mesh("bookthief/bookthief", &[], &["bookstore/bookstore"])
+        .await;
+    with_endpoints(&thief, &["bookstore-v1", "bookstore-v2"]).await;
+    let client: MeshClient<Full<Bytes>> = MeshClient::new(thief);
+    let request = Request::post("http://bookstore.bookstore/bookstore.Shop/Buy")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = client.send(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["grpc-status"], "7");
+    assert!(
+        response.headers()["grpc-message"]
+            .to_str()
+            .unwrap()
+            .contains("denied")
+    );
+    cluster.control.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_endpoint_is_skipped_and_unknown_services_are_clear_errors() {
+    let cluster = Cluster::start(100, 0).await;
+    let _v1 = cluster
+        .server(
+            "bookstore-v1",
+            "bookstore/bookstore",
+            &["bookstore/bookstore-v1"],
+        )
+        .await;
+    // A second bookstore-v1 endpoint whose process is gone: its port refuses connections.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let ghost = cluster
+        .mesh("bookstore/bookstore", &["bookstore/bookstore-v1"], &[])
+        .await;
+    let _ghost_registration = ghost.register("bookstore/bookstore-v1", dead);
+    let buyer = cluster
+        .mesh("bookbuyer/bookbuyer", &[], &["bookstore/bookstore"])
+        .await;
+    until(&buyer, |p| {
+        p.endpoints("bookstore", "bookstore-v1").len() == 2
+    })
+    .await;
+    let client = MeshClient::new(buyer);
+    for _ in 0..30 {
+        assert_eq!(get(&client, BUY).await.unwrap().0, StatusCode::OK);
+    }
+
+    let unknown = get(&client, "http://bookwarehouse.bookwarehouse/")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(unknown, OutboundError::UnknownService(ref s) if s == "bookwarehouse/bookwarehouse"),
+        "{unknown}"
+    );
+    let not_mesh = get(&client, "http://localhost/").await.unwrap_err();
+    assert!(
+        matches!(not_mesh, OutboundError::NotAService(_)),
+        "{not_mesh}"
+    );
+    cluster.control.shutdown().await;
+}
+
+/// Talks TLS to a mesh server and tries one HTTP/1.1 request; returns what came back.
+async fn raw_exchange(addr: SocketAddr, config: rustls::ClientConfig) -> Result<Vec<u8>, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    tls.write_all(
+        b"GET /buy-a-book/new HTTP/1.1\r\nhost: bookstore.bookstore\r\nconnection: close\r\n\r\n",
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(WAIT, tls.read_to_end(&mut buf))
+        .await
+        .map_err(|_| "no answer".to_owned())?
+        .map_err(|e| e.to_string())?;
+    Ok(buf)
+}
+
+/// Presents no client certificate.
+#[derive(Debug)]
+struct NoCertificate;
+
+impl rustls::client::ResolvesClientCert for NoCertificate {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        None
+    }
+
+    fn has_certs(&self) -> bool {
+        false
+    }
+}
+
+/// The mesh client TLS of `credentials`, speaking HTTP/1.1 (the raw exchange writes HTTP/1.1).
+fn http1_tls(credentials: &smi_client::control::Credentials) -> rustls::ClientConfig {
+    let mut config = smi_client::tls::client_config(credentials).unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_without_a_certificate_or_with_another_cas_are_refused_at_the_handshake() {
+    let cluster = Cluster::start(50, 50).await;
+    let v1 = cluster
+        .server(
+            "bookstore-v1",
+            "bookstore/bookstore",
+            &["bookstore/bookstore-v1"],
+        )
+        .await;
+    let buyer = cluster
+        .mesh("bookbuyer/bookbuyer", &[], &["bookstore/bookstore"])
+        .await;
+
+    let bundle = buyer.credentials().bundle_der().to_vec();
+    let mut without = http1_tls(&buyer.credentials());
+    without.client_auth_cert_resolver = Arc::new(NoCertificate);
+    let answer = raw_exchange(v1.addr, without).await;
+    assert!(
+        !answer.as_ref().is_ok_and(|b| b.starts_with(b"HTTP/")),
+        "answered without a client certificate: {answer:?}"
+    );
+
+    // A certificate from another control service's CA.
+    let other = Cluster::start(50, 50).await;
+    let foreign = enroll(&other.addr(), &other.token("bookbuyer/bookbuyer", &[]))
+        .await
+        .unwrap();
+    let foreign = foreign.with_bundle(bundle).unwrap();
+    let answer = raw_exchange(v1.addr, http1_tls(&foreign)).await;
+    assert!(
+        !answer.as_ref().is_ok_and(|b| b.starts_with(b"HTTP/")),
+        "answered a foreign certificate: {answer:?}"
+    );
+
+    // The same request with the buyer's own certificate is answered.
+    let answer = raw_exchange(v1.addr, http1_tls(&buyer.credentials())).await;
+    assert!(answer.unwrap().starts_with(b"HTTP/1.1 200"));
+    cluster.control.shutdown().await;
+    other.control.shutdown().await;
+}
