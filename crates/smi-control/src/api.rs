@@ -131,6 +131,7 @@ impl Control for ControlApi {
                 connected_at_unix: unix_now(),
                 sent_version: 0,
                 acked_version: 0,
+                current_version: 0,
                 rejected: None,
                 certificate_expires_unix: unix(peer.not_after),
             }),
@@ -150,11 +151,12 @@ impl Control for ControlApi {
             let version = view.version;
             view.version = 0;
             if last.as_ref() == Some(&view) {
+                session.status.evaluated(session.id, version, false);
                 return None;
             }
             last = Some(view.clone());
             view.version = version;
-            session.status.sent(session.id, version);
+            session.status.evaluated(session.id, version, true);
             Some(Ok(view))
         });
         Ok(Response::new(Box::pin(until_stopping(

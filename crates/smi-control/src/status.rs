@@ -17,6 +17,9 @@ pub struct Session {
     pub connected_at_unix: u64,
     pub sent_version: u64,
     pub acked_version: u64,
+    /// The newest version this workload's view was computed from; when its view did not change,
+    /// nothing is sent, so a workload that acknowledged `sent_version` is current as of this.
+    pub current_version: u64,
     /// The reason given by the last rejection, if the last acknowledgement was one.
     pub rejected: Option<String>,
     pub certificate_expires_unix: u64,
@@ -78,11 +81,17 @@ impl Status {
         self.sessions_lock().remove(&id);
     }
 
-    pub fn sent(&self, id: u64, version: u64) {
+    /// A Watch stream computed its view at `version`, and sent it if it had changed.
+    pub fn evaluated(&self, id: u64, version: u64, sent: bool) {
         if let Some(s) = self.sessions_lock().get_mut(&id) {
-            s.sent_version = version;
+            s.current_version = version;
+            if sent {
+                s.sent_version = version;
+            }
         }
-        Counters::inc(&self.counters.updates_sent);
+        if sent {
+            Counters::inc(&self.counters.updates_sent);
+        }
     }
 
     /// Records an acknowledgement on the sessions of `identity` (and `workload`, when given).
