@@ -227,7 +227,6 @@ impl Suite {
             .as_u64()
             .unwrap_or(0)
     }
-    }
 
     /// Waits until a policy newer than `before` is published without errors and every app has
     /// acknowledged it (or a later version).
