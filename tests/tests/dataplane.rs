@@ -48,6 +48,11 @@ struct Cluster {
 impl Cluster {
     /// A control service with the bookstore access policy and a v1/v2 split of these weights.
     async fn start(v1: u32, v2: u32) -> Cluster {
+        Self::start_with(v1, v2, Duration::from_secs(3600)).await
+    }
+
+    /// The same, issuing certificates that live `certificate_ttl`.
+    async fn start_with(v1: u32, v2: u32, certificate_ttl: Duration) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let policy = dir.path().join("policy");
         let state = dir.path().join("state");
@@ -59,6 +64,7 @@ impl Cluster {
             state_dir: state.clone(),
             listen: "127.0.0.1:0".parse().unwrap(),
             admin: "127.0.0.1:0".parse().unwrap(),
+            certificate_ttl,
             ..ServeConfig::default()
         })
         .await
@@ -492,4 +498,177 @@ async fn clients_without_a_certificate_or_with_another_cas_are_refused_at_the_ha
     assert!(answer.unwrap().starts_with(b"HTTP/1.1 200"));
     cluster.control.shutdown().await;
     other.control.shutdown().await;
+}
+
+/// Buys books in a loop until `stop`, with a fresh client (new connections, new handshakes)
+/// every 25 requests. Returns the number answered 200 and every other outcome.
+async fn buy_until(mesh: Mesh, mut stop: tokio::sync::watch::Receiver<bool>) -> (u64, Vec<String>) {
+    let (mut ok, mut other) = (0, Vec::new());
+    let mut client = MeshClient::new(mesh.clone());
+    for n in 0.. {
+        if *stop.borrow_and_update() {
+            break;
+        }
+        if n % 25 == 0 {
+            client = MeshClient::new(mesh.clone());
+        }
+        match get(&client, BUY).await {
+            Ok((StatusCode::OK, _)) => ok += 1,
+            Ok((status, backend)) => other.push(format!("{status} from {backend}")),
+            Err(e) => other.push(e.to_string()),
+        }
+    }
+    (ok, other)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_rotation_under_load_drops_no_request() {
+    // Certificates live 3 s: every workload renews about every 2 s.
+    let cluster = Cluster::start_with(50, 50, Duration::from_secs(3)).await;
+    let v1 = cluster
+        .mesh("bookstore/bookstore", &["bookstore/bookstore-v1"], &[])
+        .await;
+    let _v1 = cluster
+        .server(
+            "bookstore-v1",
+            "bookstore/bookstore",
+            &["bookstore/bookstore-v1"],
+        )
+        .await;
+    let _v2 = cluster
+        .server(
+            "bookstore-v2",
+            "bookstore/bookstore",
+            &["bookstore/bookstore-v2"],
+        )
+        .await;
+    let buyer = cluster
+        .mesh("bookbuyer/bookbuyer", &[], &["bookstore/bookstore"])
+        .await;
+    with_endpoints(&buyer, &["bookstore-v1", "bookstore-v2"]).await;
+    let first_certificate = buyer.credentials().chain_der()[0].clone();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let load = tokio::spawn(buy_until(buyer.clone(), stopped));
+    // Wait (event: the credentials change) for two renewals of the buyer and of a server.
+    for mesh in [&buyer, &v1] {
+        let mut seen = vec![mesh.credentials().chain_der()[0].clone()];
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while seen.len() < 3 {
+                let now = mesh.credentials().chain_der()[0].clone();
+                if !seen.contains(&now) {
+                    seen.push(now);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("two renewals within 10 s");
+    }
+    stop.send(true).unwrap();
+    let (ok, other) = load.await.unwrap();
+    assert!(
+        other.is_empty(),
+        "{} requests not answered 200: {:?}",
+        other.len(),
+        &other[..other.len().min(5)]
+    );
+    assert!(ok > 100, "only {ok} requests");
+    assert_ne!(buyer.credentials().chain_der()[0], first_certificate);
+    cluster.control.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_restart_under_load_drops_no_request() {
+    let cluster = Cluster::start(50, 50).await;
+    let _v1 = cluster
+        .server(
+            "bookstore-v1",
+            "bookstore/bookstore",
+            &["bookstore/bookstore-v1"],
+        )
+        .await;
+    let _v2 = cluster
+        .server(
+            "bookstore-v2",
+            "bookstore/bookstore",
+            &["bookstore/bookstore-v2"],
+        )
+        .await;
+    let buyer = cluster
+        .mesh("bookbuyer/bookbuyer", &[], &["bookstore/bookstore"])
+        .await;
+    with_endpoints(&buyer, &["bookstore-v1", "bookstore-v2"]).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let load = tokio::spawn(buy_until(buyer.clone(), stopped));
+
+    let Cluster {
+        _dir,
+        policy,
+        state,
+        control,
+    } = cluster;
+    let api = control.api_addr;
+    control.shutdown().await;
+    // The control is down: the workload notices, and keeps serving and calling.
+    tokio::time::timeout(WAIT, async {
+        while buyer.status().connected {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the workload notices the control is gone");
+    let restarted = start(ServeConfig {
+        policy_dir: policy,
+        state_dir: state,
+        listen: api,
+        admin: "127.0.0.1:0".parse().unwrap(),
+        ..ServeConfig::default()
+    })
+    .await
+    .unwrap();
+    // It reconnects, and the servers re-register.
+    tokio::time::timeout(WAIT, async {
+        while !buyer.status().connected {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the workload reconnects within 5 s");
+    let admin = restarted.admin_addr;
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let body = reqwest_like_get(admin, "/debug/policy").await;
+            if body.matches("\"port\"").count() >= 2 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("both servers re-register within 5 s");
+    stop.send(true).unwrap();
+    let (ok, other) = load.await.unwrap();
+    assert!(
+        other.is_empty(),
+        "{} requests not answered 200: {:?}",
+        other.len(),
+        &other[..other.len().min(5)]
+    );
+    assert!(ok > 20, "only {ok} requests");
+    assert!(buyer.status().ready);
+    restarted.shutdown().await;
+}
+
+/// A plain HTTP/1.1 GET on loopback (the admin server), body as text.
+async fn reqwest_like_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(
+        format!("GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = String::new();
+    tcp.read_to_string(&mut out).await.unwrap();
+    out
 }

@@ -69,6 +69,7 @@ pub struct Published {
     pub endpoints: Arc<EndpointTable>,
     pub bundle: Arc<Vec<Vec<u8>>>,
     pub permissive: bool,
+    pub endpoints_partial: bool,
 }
 
 /// What a workload subscribed to.
@@ -184,6 +185,7 @@ impl Published {
             endpoints,
             trust_bundle_der: self.bundle.to_vec(),
             permissive: self.permissive,
+            endpoints_partial: self.endpoints_partial,
         }
     }
 }
@@ -196,6 +198,7 @@ struct Current {
     endpoints: Arc<EndpointTable>,
     bundle: Arc<Vec<Vec<u8>>>,
     permissive: bool,
+    endpoints_partial: bool,
 }
 
 /// Owns the current state and publishes each change.
@@ -214,6 +217,8 @@ impl Hub {
             endpoints: Arc::default(),
             bundle: Arc::default(),
             permissive,
+            // A new registry knows nothing yet; see `endpoints_complete`.
+            endpoints_partial: true,
         };
         let (tx, _) = watch::channel(Arc::new(published(&current)));
         Arc::new(Self {
@@ -246,6 +251,11 @@ impl Hub {
         self.update(|c| c.endpoints = Arc::new(endpoints))
     }
 
+    /// Declares the registry complete: every live server has had a lease to (re-)register.
+    pub fn endpoints_complete(&self) -> u64 {
+        self.update(|c| c.endpoints_partial = false)
+    }
+
     pub fn set_bundle(&self, bundle: Vec<Vec<u8>>) -> u64 {
         self.update(|c| c.bundle = Arc::new(bundle))
     }
@@ -269,6 +279,7 @@ fn published(c: &Current) -> Published {
         endpoints: c.endpoints.clone(),
         bundle: c.bundle.clone(),
         permissive: c.permissive,
+        endpoints_partial: c.endpoints_partial,
     }
 }
 

@@ -279,6 +279,20 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
             tracing::error!(error = %e, "admin server failed");
         }
     }));
+    // After (re)starting, endpoints are partial until every live server has had one lease to
+    // register again (workloads merge partial lists instead of dropping what they know).
+    tasks.push(tokio::spawn({
+        let (hub, lease) = (hub.clone(), config.lease);
+        let mut rx = shutdown_rx.clone();
+        async move {
+            tokio::select! {
+                () = tokio::time::sleep(lease) => {
+                    hub.endpoints_complete();
+                }
+                _ = rx.wait_for(|stop| *stop) => {}
+            }
+        }
+    }));
     // Timers: renew the API's certificate, and reload when a retiring root's time comes.
     tasks.push(tokio::spawn({
         let mut rx = shutdown_rx;

@@ -80,6 +80,23 @@ impl PolicyState {
         })
     }
 
+    /// Keeps `previous` endpoints for services this state has none for. Used while the control
+    /// says its endpoint lists are partial: a restarted control service knows no endpoints until
+    /// their servers re-register, within one lease; after that its lists are authoritative.
+    pub(crate) fn keep_endpoints_unknown_here(&mut self, previous: &PolicyState) {
+        for (namespace, services) in &previous.endpoints {
+            for (name, endpoints) in services {
+                if endpoints.is_empty() || !self.endpoints(namespace, name).is_empty() {
+                    continue;
+                }
+                self.endpoints
+                    .entry(namespace.clone())
+                    .or_default()
+                    .insert(name.clone(), endpoints.clone());
+            }
+        }
+    }
+
     /// The endpoints of `namespace/name`; empty if none are known.
     pub fn endpoints(&self, namespace: &str, name: &str) -> &[Endpoint] {
         self.endpoints

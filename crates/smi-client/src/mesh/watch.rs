@@ -62,7 +62,10 @@ async fn session(inner: &Inner, backoff: &mut Backoff) -> Result<(), ClientError
 }
 
 fn apply(inner: &Inner, update: &v1::PolicyUpdate) -> Result<(), String> {
-    let state = PolicyState::compile(update, &inner.identity.trust_domain)?;
+    let mut state = PolicyState::compile(update, &inner.identity.trust_domain)?;
+    if update.endpoints_partial {
+        state.keep_endpoints_unknown_here(&inner.policy.load());
+    }
     let credentials = inner.credentials.load();
     if !update.trust_bundle_der.is_empty() && update.trust_bundle_der != credentials.bundle_der() {
         let renewed = Credentials::clone(&credentials)
