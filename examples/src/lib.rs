@@ -1,5 +1,19 @@
-//! smi-mesh examples. The bookstore demo lives in [`bookstore`]; its binary is
-//! `src/bin/bookstore.rs`.
+//! smi-mesh examples: the bookstore demo ([`bookstore`], `src/bin/bookstore.rs`), tonic over
+//! the mesh (`src/bin/greeter.rs`), axum with a hyper client (`src/bin/axum-hyper.rs`), and
+//! [`local`], the in-process control service the small examples use.
 #![forbid(unsafe_code)]
 
 pub mod bookstore;
+pub mod local;
+
+/// The greeter example's generated protobuf types and tonic stubs.
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+pub mod greeter {
+    tonic::include_proto!("greeter.v1");
+}
