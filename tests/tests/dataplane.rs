@@ -672,3 +672,92 @@ async fn reqwest_like_get(addr: SocketAddr, path: &str) -> String {
     tcp.read_to_string(&mut out).await.unwrap();
     out
 }
+
+fn tcp_policy(ports: &str) -> String {
+    format!(
+        "apiVersion: specs.smi-spec.io/v1alpha4\nkind: TCPRoute\nmetadata: {{name: echo-ports, namespace: bookwarehouse}}\nspec:\n  matches:\n    ports: {ports}\n---\napiVersion: access.smi-spec.io/v1alpha3\nkind: TrafficTarget\nmetadata: {{name: echo-clients, namespace: bookwarehouse}}\nspec:\n  destination: {{kind: ServiceAccount, name: bookwarehouse, namespace: bookwarehouse}}\n  sources:\n  - {{kind: ServiceAccount, name: bookbuyer, namespace: bookbuyer}}\n  rules:\n  - {{kind: TCPRoute, name: echo-ports}}\n"
+    )
+}
+
+/// Opens a mesh TLS connection to `addr` and checks that a line comes back (an echo).
+async fn tcp_echo(
+    mesh: &Mesh,
+    addr: SocketAddr,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let mut tls = tokio_rustls::TlsConnector::from(mesh.client_tls())
+        .connect(name, tcp)
+        .await?;
+    tls.write_all(b"ping\n").await?;
+    let mut buf = [0u8; 5];
+    tokio::time::timeout(WAIT, tls.read_exact(&mut buf))
+        .await
+        .map_err(|_| std::io::Error::other("no echo"))??;
+    assert_eq!(&buf, b"ping\n");
+    Ok(tls)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_routes_are_enforced_at_accept_and_open_connections_close_when_revoked() {
+    use tokio::io::AsyncReadExt;
+    let cluster = Cluster::start(50, 50).await;
+    write(&cluster.policy, "tcp.yaml", &tcp_policy("[]"));
+    let server = cluster
+        .mesh(
+            "bookwarehouse/bookwarehouse",
+            &["bookwarehouse/bookwarehouse"],
+            &[],
+        )
+        .await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let echo = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            smi_server::serve_tcp(listener, &server, |stream, _peer| async move {
+                let (mut read, mut write) = tokio::io::split(stream);
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+            })
+            .await
+        })
+    };
+    let buyer = cluster.mesh("bookbuyer/bookbuyer", &[], &[]).await;
+    let thief = cluster.mesh("bookthief/bookthief", &[], &[]).await;
+    // The server has the TCP policy once its snapshot lists the target.
+    until(&server, |p| {
+        p.snapshot
+            .policy()
+            .targets
+            .iter()
+            .any(|t| t.meta.name == "echo-clients")
+    })
+    .await;
+
+    let mut open = tcp_echo(&buyer, addr).await.expect("the buyer is allowed");
+    assert!(
+        tcp_echo(&thief, addr).await.is_err(),
+        "the thief must not get an echo"
+    );
+
+    // Only port 1 now: the open connection is closed within a second.
+    let changed = Instant::now();
+    write(&cluster.policy, "tcp.yaml", &tcp_policy("[1]"));
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(WAIT, open.read(&mut buf))
+        .await
+        .expect("the connection is closed within 5 s");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(
+        changed.elapsed() < Duration::from_secs(1),
+        "closing took {:?}",
+        changed.elapsed()
+    );
+    assert!(
+        tcp_echo(&buyer, addr).await.is_err(),
+        "new connections are refused too"
+    );
+    echo.abort();
+    cluster.control.shutdown().await;
+}

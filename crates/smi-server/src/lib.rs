@@ -4,14 +4,18 @@
 //!   with mesh mTLS; the client certificate is required, and the caller's SPIFFE ID reaches every
 //!   request as a [`Peer`] extension.
 //! - [`AuthorizeLayer`]: SMI authorization per request (403 / gRPC `PERMISSION_DENIED`).
+//! - [`serve_tcp`]: meshed TCP, authorized by TCPRoute rules at accept and on every policy
+//!   change (a connection no longer allowed is closed).
 //! - [`tls`]: the TLS acceptor underneath, with a configuration swapped in place on renewal.
 #![forbid(unsafe_code)]
 
 mod authorize;
 mod peer;
 mod serve;
+mod tcp;
 pub mod tls;
 
 pub use authorize::{Authorize, AuthorizeFuture, AuthorizeLayer};
 pub use peer::Peer;
 pub use serve::serve;
+pub use tcp::serve_tcp;
