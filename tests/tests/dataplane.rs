@@ -120,8 +120,10 @@ impl Cluster {
             let mesh = mesh.clone();
             tokio::spawn(async move { smi_server::serve(listener, &mesh, app).await })
         };
+        let mesh = mesh.clone();
         Server {
             addr,
+            mesh,
             _registrations: registrations,
             serving,
         }
@@ -130,6 +132,7 @@ impl Cluster {
 
 struct Server {
     addr: SocketAddr,
+    mesh: Mesh,
     _registrations: Vec<smi_client::mesh::Registration>,
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -759,5 +762,56 @@ async fn tcp_routes_are_enforced_at_accept_and_open_connections_close_when_revok
         "new connections are refused too"
     );
     echo.abort();
+    cluster.control.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_both_directions_and_the_admin_endpoint_serves_them() {
+    let cluster = Cluster::start(100, 0).await;
+    let v1 = cluster
+        .server(
+            "bookstore-v1",
+            "bookstore/bookstore",
+            &["bookstore/bookstore-v1"],
+        )
+        .await;
+    let buyer = cluster
+        .mesh("bookbuyer/bookbuyer", &[], &["bookstore/bookstore"])
+        .await;
+    let thief = cluster
+        .mesh("bookthief/bookthief", &[], &["bookstore/bookstore"])
+        .await;
+    with_endpoints(&buyer, &["bookstore-v1"]).await;
+    with_endpoints(&thief, &["bookstore-v1"]).await;
+    let (buyer_client, thief_client) = (MeshClient::new(buyer.clone()), MeshClient::new(thief));
+    for _ in 0..3 {
+        assert_eq!(get(&buyer_client, BUY).await.unwrap().0, StatusCode::OK);
+        assert_eq!(
+            get(&thief_client, BUY).await.unwrap().0,
+            StatusCode::FORBIDDEN
+        );
+    }
+
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    let serving = tokio::spawn(smi_server::serve_admin(admin, v1.mesh.clone()));
+    let inbound = reqwest_like_get(admin_addr, "/metrics").await;
+    assert!(inbound.starts_with("HTTP/1.1 200"), "{inbound}");
+    let allowed = "smi_requests_total{destination=\"spiffe://cluster.local/ns/bookstore/sa/bookstore\",direction=\"inbound\",route=\"TrafficTarget bookstore/bookbuyer-access-bookstore rule 0 (HTTPRouteGroup bookstore-service-routes) match buy-a-book\",source=\"spiffe://cluster.local/ns/bookbuyer/sa/bookbuyer\",status=\"200\"} 3";
+    assert!(inbound.contains(allowed), "{inbound}");
+    assert!(inbound.contains("route=\"denied\",source=\"spiffe://cluster.local/ns/bookthief/sa/bookthief\",status=\"403\"} 3"), "{inbound}");
+    assert!(
+        inbound.contains("smi_request_duration_seconds_bucket{"),
+        "{inbound}"
+    );
+    let status = reqwest_like_get(admin_addr, "/status").await;
+    assert!(
+        status.contains("ready: true") && status.contains("connected: true"),
+        "{status}"
+    );
+
+    let outbound = buyer.metrics().prometheus();
+    assert!(outbound.contains("destination=\"bookstore/bookstore-v1\",direction=\"outbound\",route=\"sent\",source=\"spiffe://cluster.local/ns/bookbuyer/sa/bookbuyer\",status=\"200\"} 3"), "{outbound}");
+    serving.abort();
     cluster.control.shutdown().await;
 }

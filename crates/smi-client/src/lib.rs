@@ -12,6 +12,7 @@
 pub mod control;
 pub mod identity;
 pub mod mesh;
+pub mod metrics;
 pub mod outbound;
 pub mod tls;
 

@@ -6,11 +6,13 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{Either, Full};
 use smi_client::Mesh;
+use smi_client::metrics::{Direction, Observation};
 use smi_core::policy::{self, HttpRequest};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -59,20 +61,63 @@ where
     }
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
+        let started = Instant::now();
+        let source = request
+            .extensions()
+            .get::<Peer>()
+            .map_or_else(|| "unauthenticated".to_owned(), |p| p.identity.to_string());
         match self.decide(&request) {
-            Ok(()) => AuthorizeFuture::Allowed {
+            Ok(route) => AuthorizeFuture::Allowed {
                 inner: self.inner.call(request),
+                pending: Some(Pending {
+                    mesh: self.mesh.clone(),
+                    source,
+                    route,
+                    started,
+                }),
             },
-            Err(code) => AuthorizeFuture::Denied {
-                response: Some(denied(&request, code)),
-            },
+            Err(code) => {
+                let response = denied(&request, code);
+                Pending {
+                    mesh: self.mesh.clone(),
+                    source,
+                    route: "denied".to_owned(),
+                    started,
+                }
+                .record(response.status().as_u16());
+                AuthorizeFuture::Denied {
+                    response: Some(response),
+                }
+            }
         }
     }
 }
 
+/// What an allowed request's metrics need once its response head is ready.
+#[derive(Debug)]
+pub struct Pending {
+    mesh: Mesh,
+    source: String,
+    route: String,
+    started: Instant,
+}
+
+impl Pending {
+    fn record(self, status: u16) {
+        self.mesh.metrics().record(&Observation {
+            direction: Direction::Inbound,
+            source: &self.source,
+            destination: self.mesh.identity_text(),
+            route: &self.route,
+            status,
+            duration: self.started.elapsed(),
+        });
+    }
+}
+
 impl<S> Authorize<S> {
-    /// `Err` carries the reason's short code.
-    fn decide<B>(&self, request: &Request<B>) -> Result<(), &'static str> {
+    /// `Ok` carries what allowed it (the metrics' route label), `Err` the reason's short code.
+    fn decide<B>(&self, request: &Request<B>) -> Result<String, &'static str> {
         let Some(peer) = request.extensions().get::<Peer>() else {
             return Err("unauthenticated");
         };
@@ -94,7 +139,7 @@ impl<S> Authorize<S> {
             .snapshot
             .authorize(self.mesh.identity(), Some(&peer.identity), &decision)
         {
-            Ok(_) => Ok(()),
+            Ok(permit) => Ok(permit.to_string()),
             Err(denied) => {
                 tracing::debug!(peer = %peer.identity, path = request.uri().path(), reason = %denied, "request denied");
                 Err(denied.code())
@@ -142,7 +187,7 @@ pin_project_lite::pin_project! {
     /// The inner service's response, or the refusal.
     #[project = AuthorizeProj]
     pub enum AuthorizeFuture<F, ResB> {
-        Allowed { #[pin] inner: F },
+        Allowed { #[pin] inner: F, pending: Option<Pending> },
         Denied { response: Option<Answer<ResB>> },
     }
 }
@@ -155,9 +200,13 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            AuthorizeProj::Allowed { inner } => inner
-                .poll(cx)
-                .map(|result| result.map(|response| response.map(Either::Left))),
+            AuthorizeProj::Allowed { inner, pending } => {
+                let result = std::task::ready!(inner.poll(cx));
+                if let (Ok(response), Some(pending)) = (&result, pending.take()) {
+                    pending.record(response.status().as_u16());
+                }
+                Poll::Ready(result.map(|response| response.map(Either::Left)))
+            }
             AuthorizeProj::Denied { response } => match response.take() {
                 Some(response) => Poll::Ready(Ok(response)),
                 None => Poll::Pending,

@@ -6,15 +6,18 @@
 //! - [`AuthorizeLayer`]: SMI authorization per request (403 / gRPC `PERMISSION_DENIED`).
 //! - [`serve_tcp`]: meshed TCP, authorized by TCPRoute rules at accept and on every policy
 //!   change (a connection no longer allowed is closed).
+//! - [`serve_admin`]: a workload's optional admin endpoint (`/metrics`, `/status`).
 //! - [`tls`]: the TLS acceptor underneath, with a configuration swapped in place on renewal.
 #![forbid(unsafe_code)]
 
+mod admin;
 mod authorize;
 mod peer;
 mod serve;
 mod tcp;
 pub mod tls;
 
+pub use admin::serve_admin;
 pub use authorize::{Authorize, AuthorizeFuture, AuthorizeLayer};
 pub use peer::Peer;
 pub use serve::serve;

@@ -26,6 +26,7 @@ use tokio::sync::watch as signal;
 use tokio::task::JoinHandle;
 
 use crate::control::{ClientError, ControlAddr, Credentials, enroll};
+use crate::metrics::Metrics;
 use crate::tls::{TlsError, client_config, server_config};
 
 /// How a workload reaches the control service, and what it subscribes to.
@@ -130,6 +131,9 @@ struct Inner {
     policy: ArcSwap<PolicyState>,
     changes: signal::Sender<u64>,
     connected: AtomicBool,
+    metrics: Metrics,
+    /// `identity` as text, made once (it labels every metric).
+    identity_text: Arc<str>,
 }
 
 #[derive(Debug)]
@@ -154,10 +158,12 @@ impl Mesh {
             server_tls: Arc::new(ArcSwap::from_pointee(server_config(&credentials)?)),
             credentials: ArcSwap::from_pointee(credentials),
             policy: ArcSwap::from_pointee(PolicyState::empty(&identity.trust_domain)),
+            identity_text: identity.to_string().into(),
             identity,
             config,
             changes,
             connected: AtomicBool::new(false),
+            metrics: Metrics::new(),
         });
         let tasks = Tasks(vec![
             tokio::spawn(watch::run(inner.clone())),
@@ -178,6 +184,16 @@ impl Mesh {
     /// This workload's SPIFFE ID.
     pub fn identity(&self) -> &SpiffeId {
         &self.inner.identity
+    }
+
+    /// This workload's SPIFFE ID as text.
+    pub fn identity_text(&self) -> &str {
+        &self.inner.identity_text
+    }
+
+    /// Request metrics of this process (both directions); `metrics().prometheus()` renders them.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// The current policy and endpoints (a lock-free load).

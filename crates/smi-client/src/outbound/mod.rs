@@ -29,6 +29,7 @@ use hyper::body::Incoming;
 use smi_core::policy::{HttpRequest, ServiceName};
 
 use crate::mesh::{Endpoint, Mesh};
+use crate::metrics::{Direction, Observation};
 use endpoint::EndpointConns;
 
 /// Calls mesh services. Cheap to clone; clones share connections.
@@ -63,8 +64,35 @@ impl<B: OutboundBody> MeshClient<B> {
         }
     }
 
-    /// Sends one request (what `Service::call` does).
+    /// Sends one request (what `Service::call` does), and records it in the mesh's metrics.
     pub async fn send(&self, request: Request<B>) -> Result<Response<Incoming>, OutboundError> {
+        let started = std::time::Instant::now();
+        let mut destination = String::new();
+        let result = self.route_and_send(request, &mut destination).await;
+        let status = match &result {
+            Ok(response) => response.status().as_u16(),
+            Err(_) => 0,
+        };
+        self.mesh.metrics().record(&Observation {
+            direction: Direction::Outbound,
+            source: self.mesh.identity_text(),
+            destination: if destination.is_empty() {
+                "unknown"
+            } else {
+                &destination
+            },
+            route: if result.is_ok() { "sent" } else { "error" },
+            status,
+            duration: started.elapsed(),
+        });
+        result
+    }
+
+    async fn route_and_send(
+        &self,
+        request: Request<B>,
+        destination: &mut String,
+    ) -> Result<Response<Incoming>, OutboundError> {
         let authority = authority_of(&request).ok_or(OutboundError::NoAuthority)?;
         let policy = self.mesh.policy_full();
         let snapshot = &policy.snapshot;
@@ -81,6 +109,9 @@ impl<B: OutboundBody> MeshClient<B> {
                 .map_or(service.name, |b| b.service.as_str())
         };
         let namespace = service.namespace;
+        destination.push_str(namespace);
+        destination.push('/');
+        destination.push_str(backend);
         if !policy.knows(namespace, backend) {
             return Err(OutboundError::UnknownService(format!(
                 "{namespace}/{backend}"
