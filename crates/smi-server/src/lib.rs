@@ -1,5 +1,7 @@
 //! smi-server: the inbound side of a meshed process.
 //!
+//! - [`accept`]: the meshed connections of a listener, each with its [`Peer`]; a tonic
+//!   `serve_with_incoming` source (the `Peer` reaches tonic requests as connection info).
 //! - [`serve`]: serves any tower HTTP service (axum `Router`, tonic `Routes`) on a TCP listener
 //!   with mesh mTLS; the client certificate is required, and the caller's SPIFFE ID reaches every
 //!   request as a [`Peer`] extension.
@@ -10,6 +12,7 @@
 //! - [`tls`]: the TLS acceptor underneath, with a configuration swapped in place on renewal.
 #![forbid(unsafe_code)]
 
+mod accept;
 mod admin;
 mod authorize;
 mod peer;
@@ -17,6 +20,7 @@ mod serve;
 mod tcp;
 pub mod tls;
 
+pub use accept::{MeshStream, accept};
 pub use admin::serve_admin;
 pub use authorize::{Authorize, AuthorizeFuture, AuthorizeLayer};
 pub use peer::Peer;

@@ -13,13 +13,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use smi_client::Mesh;
-use smi_client::tls::peer_spiffe_id;
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tower_service::Service;
 
+use crate::accept::accept;
 use crate::peer::Peer;
-use crate::tls::incoming;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -36,31 +35,18 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let local = listener.local_addr()?;
-    let mut connections = incoming(listener, mesh.server_tls());
+    let mut connections = std::pin::pin!(accept(listener, mesh));
     while let Some(connection) = connections.next().await {
-        let tls = connection?;
-        let (tcp, session) = tls.get_ref();
-        let addr = tcp.peer_addr().unwrap_or(local);
-        let identity = match peer_spiffe_id(session.peer_certificates()) {
-            Ok(identity) => identity,
-            Err(reason) => {
-                tracing::debug!(%addr, %reason, "connection without a usable SPIFFE ID; closing");
-                continue;
-            }
-        };
+        let stream = connection?;
+        let addr = stream.peer().addr;
         let service = WithPeer {
             inner: service.clone(),
-            peer: Peer {
-                identity,
-                addr,
-                local,
-            },
+            peer: stream.peer().clone(),
         };
         tokio::spawn(async move {
             let builder = auto::Builder::new(TokioExecutor::new());
             let connection = builder.serve_connection_with_upgrades(
-                TokioIo::new(tls),
+                TokioIo::new(stream),
                 TowerToHyperService::new(service),
             );
             if let Err(e) = connection.await {

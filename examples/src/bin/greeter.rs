@@ -1,6 +1,7 @@
 //! tonic over the mesh: `cargo run -p smi-examples --bin greeter`.
 //!
-//! A tonic Greeter server behind `smi_server::serve` + `AuthorizeLayer`, and two tonic clients
+//! A tonic Greeter server (tonic's own `Server`, fed by `smi_server::accept`, with
+//! `AuthorizeLayer`), and two tonic clients
 //! whose transport is `MeshClient`: `default/greeter-client` is allowed by the SMI policy,
 //! `default/stranger` is not and gets `PERMISSION_DENIED`. The control service runs in this
 //! process (see `smi_examples::local`).
@@ -69,9 +70,13 @@ async fn main() -> Result<(), Error> {
     let server = Mesh::start(control.workload("default/greeter", &["default/greeter"])?).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let _registration = server.register("default/greeter", listener.local_addr()?);
-    let routes = tonic::service::Routes::new(GreeterServer::new(Greetings));
-    let app = tower_layer::Layer::layer(&AuthorizeLayer::new(server.clone()), routes);
-    tokio::spawn(async move { smi_server::serve(listener, &server, app).await });
+    // tonic's own server, fed meshed connections: the Peer arrives as connection info.
+    let incoming = smi_server::accept(listener, &server);
+    let grpc = tonic::transport::Server::builder()
+        .layer(AuthorizeLayer::new(server.clone()))
+        .add_service(GreeterServer::new(Greetings))
+        .serve_with_incoming(incoming);
+    tokio::spawn(grpc);
 
     let friend = Mesh::start(
         control
