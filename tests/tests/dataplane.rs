@@ -815,3 +815,71 @@ async fn metrics_count_both_directions_and_the_admin_endpoint_serves_them() {
     serving.abort();
     cluster.control.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_lived_stream_is_closed_when_its_caller_loses_access() {
+    let cluster = Cluster::start(100, 0).await;
+    let server = cluster
+        .mesh("bookstore/bookstore", &["bookstore/bookstore-v1"], &[])
+        .await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let _registration = server.register("bookstore/bookstore-v1", listener.local_addr().unwrap());
+    // An endless response: a chunk every 20 ms.
+    let router = Router::new().fallback(|| async {
+        let ticks = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::IntervalStream::new(tokio::time::interval(
+                Duration::from_millis(20),
+            )),
+            |_| Ok::<_, std::convert::Infallible>(Bytes::from_static(b"tick\n")),
+        );
+        axum::body::Body::from_stream(ticks)
+    });
+    let app = tower_layer::Layer::layer(&AuthorizeLayer::new(server.clone()), router);
+    let serving = {
+        let server = server.clone();
+        tokio::spawn(async move { smi_server::serve(listener, &server, app).await })
+    };
+    let buyer = cluster
+        .mesh("bookbuyer/bookbuyer", &[], &["bookstore/bookstore"])
+        .await;
+    with_endpoints(&buyer, &["bookstore-v1"]).await;
+    let client = MeshClient::new(buyer);
+    let response = client
+        .send(
+            Request::get("http://bookstore.bookstore/books-bought")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    for _ in 0..3 {
+        let frame = tokio::time::timeout(WAIT, body.frame()).await.unwrap();
+        assert!(
+            matches!(frame, Some(Ok(_))),
+            "the stream flows while allowed"
+        );
+    }
+
+    let revoked = Instant::now();
+    std::fs::remove_file(cluster.policy.join("access.yaml")).unwrap();
+    let ended = tokio::time::timeout(WAIT, async {
+        loop {
+            match body.frame().await {
+                Some(Ok(_)) => continue,
+                other => return other.map(|r| r.map(|_| ())),
+            }
+        }
+    })
+    .await
+    .expect("the stream ends within 5 s");
+    assert!(!matches!(ended, Some(Ok(()))));
+    assert!(
+        revoked.elapsed() < Duration::from_secs(1),
+        "closing took {:?}",
+        revoked.elapsed()
+    );
+    serving.abort();
+    cluster.control.shutdown().await;
+}

@@ -43,14 +43,42 @@ where
             inner: service.clone(),
             peer: stream.peer().clone(),
         };
+        let mesh = mesh.clone();
         tokio::spawn(async move {
+            let peer = service.peer.clone();
             let builder = auto::Builder::new(TokioExecutor::new());
             let connection = builder.serve_connection_with_upgrades(
                 TokioIo::new(stream),
                 TowerToHyperService::new(service),
             );
-            if let Err(e) = connection.await {
-                tracing::debug!(%addr, error = %e, "inbound connection ended with an error");
+            // Requests are authorized one by one; a long-lived stream was authorized when it
+            // started. When a policy change takes away the last TrafficTarget that let the peer
+            // reach us, the connection (with its streams) is closed. A peer that never had one
+            // keeps its connection: its requests get 403s, not resets.
+            let admits = || mesh.policy().snapshot.admits_any(mesh.identity(), &peer.identity);
+            let mut admitted = admits();
+            let mut changes = mesh.changed();
+            tokio::pin!(connection);
+            loop {
+                tokio::select! {
+                    result = &mut connection => {
+                        if let Err(e) = result {
+                            tracing::debug!(%addr, error = %e, "inbound connection ended with an error");
+                        }
+                        return;
+                    }
+                    changed = changes.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        let now = admits();
+                        if admitted && !now {
+                            tracing::info!(peer = %peer.identity, "no longer allowed; closing its connection");
+                            return;
+                        }
+                        admitted = now;
+                    }
+                }
             }
         });
     }

@@ -120,6 +120,12 @@ impl Snapshot {
             })
     }
 
+    /// Whether any TrafficTarget lets `source` reach `destination` at all (or the mesh is
+    /// permissive). When this turns false, every connection from `source` can be closed.
+    pub fn admits_any(&self, destination: &SpiffeId, source: &SpiffeId) -> bool {
+        self.options.permissive || self.candidates(destination, Some(source)).is_ok()
+    }
+
     /// The targets that pair `source` with `destination`, or why there are none.
     pub(crate) fn candidates(
         &self,
