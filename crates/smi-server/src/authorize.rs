@@ -62,9 +62,7 @@ where
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let started = Instant::now();
-        let source = request
-            .extensions()
-            .get::<Peer>()
+        let source = peer_of(&request)
             .map_or_else(|| "unauthenticated".to_owned(), |p| p.identity.to_string());
         match self.decide(&request) {
             Ok(route) => AuthorizeFuture::Allowed {
@@ -118,7 +116,7 @@ impl Pending {
 impl<S> Authorize<S> {
     /// `Ok` carries what allowed it (the metrics' route label), `Err` the reason's short code.
     fn decide<B>(&self, request: &Request<B>) -> Result<String, &'static str> {
-        let Some(peer) = request.extensions().get::<Peer>() else {
+        let Some(peer) = peer_of(request) else {
             return Err("unauthenticated");
         };
         let authority = request.uri().authority().map(|a| a.as_str()).or_else(|| {
@@ -146,6 +144,17 @@ impl<S> Authorize<S> {
             }
         }
     }
+}
+
+/// The caller: a `Peer` extension (`serve`, tonic with `accept`) or axum's `ConnectInfo<Peer>`
+/// (`axum::serve` with `MeshListener`).
+fn peer_of<B>(request: &Request<B>) -> Option<&Peer> {
+    let extensions = request.extensions();
+    extensions.get::<Peer>().or_else(|| {
+        extensions
+            .get::<axum::extract::ConnectInfo<Peer>>()
+            .map(|info| &info.0)
+    })
 }
 
 fn is_grpc<B>(request: &Request<B>) -> bool {

@@ -2,6 +2,8 @@
 //!
 //! - [`accept`]: the meshed connections of a listener, each with its [`Peer`]; a tonic
 //!   `serve_with_incoming` source (the `Peer` reaches tonic requests as connection info).
+//! - [`MeshListener`]: the same connections as an `axum::serve::Listener` (connect info:
+//!   [`Peer`]).
 //! - [`serve`]: serves any tower HTTP service (axum `Router`, tonic `Routes`) on a TCP listener
 //!   with mesh mTLS; the client certificate is required, and the caller's SPIFFE ID reaches every
 //!   request as a [`Peer`] extension.
@@ -15,6 +17,7 @@
 mod accept;
 mod admin;
 mod authorize;
+mod listener;
 mod peer;
 mod serve;
 mod tcp;
@@ -23,6 +26,7 @@ pub mod tls;
 pub use accept::{MeshStream, accept};
 pub use admin::serve_admin;
 pub use authorize::{Authorize, AuthorizeFuture, AuthorizeLayer};
+pub use listener::MeshListener;
 pub use peer::Peer;
 pub use serve::serve;
 pub use tcp::serve_tcp;

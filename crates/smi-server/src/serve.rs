@@ -55,7 +55,11 @@ where
             // started. When a policy change takes away the last TrafficTarget that let the peer
             // reach us, the connection (with its streams) is closed. A peer that never had one
             // keeps its connection: its requests get 403s, not resets.
-            let admits = || mesh.policy().snapshot.admits_any(mesh.identity(), &peer.identity);
+            let admits = || {
+                mesh.policy()
+                    .snapshot
+                    .admits_any(mesh.identity(), &peer.identity)
+            };
             let mut admitted = admits();
             let mut changes = mesh.changed();
             tokio::pin!(connection);

@@ -1,18 +1,19 @@
 //! axum behind the mesh, called with a hyper-style client: `cargo run -p smi-examples --bin axum-hyper`.
 //!
-//! The server is an ordinary axum `Router`; `smi_server::serve` gives it mTLS and the caller's
-//! identity (`Extension<Peer>`), `AuthorizeLayer` enforces the SMI policy. The client is
+//! The server is an ordinary axum `Router` served by `axum::serve` on a `MeshListener`: mTLS, and
+//! the caller's identity as `ConnectInfo<Peer>`; `AuthorizeLayer` enforces the SMI policy. The client is
 //! `MeshClient`, a `tower::Service<http::Request<B>>`: `default/reader` may `GET /notes`, nobody
 //! may `DELETE`. The control service runs in this process (see `smi_examples::local`).
 
+use axum::Router;
+use axum::extract::ConnectInfo;
 use axum::routing::get;
-use axum::{Extension, Router};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use smi_client::{Mesh, MeshClient};
 use smi_examples::local::{Error, LocalControl};
-use smi_server::{AuthorizeLayer, Peer};
+use smi_server::{AuthorizeLayer, MeshListener, Peer};
 
 const POLICY: &str = r#"
 apiVersion: specs.smi-spec.io/v1alpha4
@@ -35,7 +36,7 @@ spec:
   - {kind: HTTPRouteGroup, name: notes-routes, matches: [read]}
 "#;
 
-async fn notes(Extension(peer): Extension<Peer>) -> String {
+async fn notes(ConnectInfo(peer): ConnectInfo<Peer>) -> String {
     format!("notes for {}\n", peer.identity)
 }
 
@@ -46,9 +47,13 @@ async fn main() -> Result<(), Error> {
     let server = Mesh::start(control.workload("default/notes", &["default/notes"])?).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let _registration = server.register("default/notes", listener.local_addr()?);
-    let router = Router::new().route("/notes", get(notes).delete(|| async { "deleted\n" }));
-    let app = tower_layer::Layer::layer(&AuthorizeLayer::new(server.clone()), router);
-    tokio::spawn(async move { smi_server::serve(listener, &server, app).await });
+    let app = Router::new()
+        .route("/notes", get(notes).delete(|| async { "deleted\n" }))
+        .layer(AuthorizeLayer::new(server.clone()));
+    let listener = MeshListener::new(listener, &server)?;
+    tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<Peer>()).await
+    });
 
     let reader = Mesh::start(
         control

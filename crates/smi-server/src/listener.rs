@@ -1,0 +1,81 @@
+//! `MeshListener`: meshed connections as an `axum::serve::Listener`.
+//!
+//! ```ignore
+//! let app = router.layer(AuthorizeLayer::new(mesh.clone()));
+//! axum::serve(MeshListener::new(listener, &mesh)?, app.into_make_service_with_connect_info::<Peer>()).await?;
+//! ```
+//! Handlers take `ConnectInfo<Peer>`; `AuthorizeLayer` reads it as well.
+
+use std::io;
+use std::pin::Pin;
+
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
+use smi_client::Mesh;
+use tokio::net::TcpListener;
+use tokio_stream::{Stream, StreamExt};
+
+use crate::accept::{MeshStream, accept};
+use crate::peer::Peer;
+
+type Connections = Pin<Box<dyn Stream<Item = io::Result<MeshStream>> + Send>>;
+
+pub struct MeshListener {
+    connections: Connections,
+    /// Our own end, as a `Peer` (axum's listener address type is the peer type).
+    local: Peer,
+}
+
+impl std::fmt::Debug for MeshListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeshListener")
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MeshListener {
+    pub fn new(listener: TcpListener, mesh: &Mesh) -> io::Result<Self> {
+        let local = listener.local_addr()?;
+        Ok(Self {
+            connections: Box::pin(accept(listener, mesh)),
+            local: Peer {
+                identity: mesh.identity().clone(),
+                addr: local,
+                local,
+            },
+        })
+    }
+}
+
+impl axum::serve::Listener for MeshListener {
+    type Io = MeshStream;
+    type Addr = Peer;
+
+    async fn accept(&mut self) -> (MeshStream, Peer) {
+        loop {
+            match self.connections.next().await {
+                Some(Ok(stream)) => {
+                    let peer = stream.peer().clone();
+                    return (stream, peer);
+                }
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "accepting failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                // The listener failed for good: accept nothing more.
+                None => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Peer> {
+        Ok(self.local.clone())
+    }
+}
+
+impl Connected<IncomingStream<'_, MeshListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, MeshListener>) -> Self {
+        stream.remote_addr().clone()
+    }
+}
