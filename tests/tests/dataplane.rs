@@ -883,3 +883,53 @@ async fn a_long_lived_stream_is_closed_when_its_caller_loses_access() {
     serving.abort();
     cluster.control.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mesh_layer_sends_mesh_services_through_the_mesh_and_the_rest_to_the_inner_client() {
+    use tower_service::Service as _;
+    let cluster = Cluster::start(100, 0).await;
+    let _v1 = cluster
+        .server(
+            "bookstore-v1",
+            "bookstore/bookstore",
+            &["bookstore/bookstore-v1"],
+        )
+        .await;
+    let buyer = cluster
+        .mesh("bookbuyer/bookbuyer", &[], &["bookstore/bookstore"])
+        .await;
+    with_endpoints(&buyer, &["bookstore-v1"]).await;
+    // A plain HTTP server outside the mesh.
+    let outside = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let outside_addr = outside.local_addr().unwrap();
+    let plain = tokio::spawn(async move {
+        axum::serve(outside, Router::new().fallback(|| async { "outside\n" })).await
+    });
+
+    let inner = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let mut client = tower_layer::Layer::layer(&smi_client::MeshLayer::new(buyer), inner);
+    let mesh_response = client
+        .call(Request::get(BUY).body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(mesh_response.status(), StatusCode::OK);
+    assert_eq!(mesh_response.headers()["x-backend"], "bookstore-v1");
+    let outside_response = client
+        .call(
+            Request::get(format!("http://{outside_addr}/"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let body = outside_response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(&body[..], b"outside\n");
+    plain.abort();
+    cluster.control.shutdown().await;
+}

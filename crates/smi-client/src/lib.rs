@@ -4,7 +4,8 @@
 //!   and compiled policy behind lock-free reads. Used by the outbound client here and by the
 //!   inbound layers of `smi-server`.
 //! - [`outbound`]: a `tower::Service<http::Request<B>>` that routes by TrafficSplit, balances
-//!   over endpoints and calls them over pooled mTLS connections.
+//!   over endpoints and calls them over pooled mTLS connections; [`MeshLayer`] puts it in front
+//!   of an existing client (mesh services through the mesh, everything else unchanged).
 //! - [`control`]: the low-level control API client (enroll, renew, mTLS channel).
 //! - [`tls`], [`identity`]: rustls configurations from credentials; SPIFFE IDs of certificates.
 #![forbid(unsafe_code)]
@@ -17,4 +18,4 @@ pub mod outbound;
 pub mod tls;
 
 pub use mesh::{Mesh, MeshConfig, MeshError, MeshStatus};
-pub use outbound::{MeshClient, OutboundError};
+pub use outbound::{MeshClient, MeshLayer, OutboundError};

@@ -11,9 +11,11 @@
 mod body;
 mod endpoint;
 mod error;
+mod layer;
 
 pub use body::OutboundBody;
 pub use error::OutboundError;
+pub use layer::{MeshLayer, MeshOr};
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -62,6 +64,11 @@ impl<B: OutboundBody> MeshClient<B> {
             mesh,
             conns: Arc::default(),
         }
+    }
+
+    /// The mesh this client calls through.
+    pub fn mesh(&self) -> &Mesh {
+        &self.mesh
     }
 
     /// Sends one request (what `Service::call` does), and records it in the mesh's metrics.
