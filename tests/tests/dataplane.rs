@@ -933,3 +933,135 @@ async fn mesh_layer_sends_mesh_services_through_the_mesh_and_the_rest_to_the_inn
     plain.abort();
     cluster.control.shutdown().await;
 }
+
+/// A workload's certificate chain, key (mode 0600) and trust bundle as PEM files, for outside
+/// TLS clients.
+fn pem_files(dir: &Path, name: &str, mesh: &Mesh) -> (PathBuf, PathBuf, PathBuf) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let credentials = mesh.credentials();
+    let chain = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    let bundle = dir.join("bundle.pem");
+    std::fs::write(&chain, credentials.chain_pem()).unwrap();
+    std::fs::write(&bundle, credentials.bundle_pem()).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&key)
+        .unwrap()
+        .write_all(credentials.key_pem().as_bytes())
+        .unwrap();
+    (chain, key, bundle)
+}
+
+/// `curl` against a meshed server; returns (exit code, "<status> HTTP/<version>").
+fn curl(addr: SocketAddr, bundle: &Path, client: Option<(&Path, &Path)>) -> (i32, String) {
+    let host = "bookstore-v1.bookstore.svc.cluster.local";
+    let mut command = std::process::Command::new("curl");
+    command
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} HTTP/%{http_version}",
+            "--max-time",
+            "5",
+        ])
+        .arg("--cacert")
+        .arg(bundle)
+        .args(["--resolve", &format!("{host}:{}:127.0.0.1", addr.port())]);
+    if let Some((chain, key)) = client {
+        command.arg("--cert").arg(chain).arg("--key").arg(key);
+    }
+    let output = command
+        .arg(format!("https://{host}:{}/buy-a-book/new", addr.port()))
+        .output()
+        .expect("curl is installed (.ci/run installs it)");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_and_openssl_speak_to_a_meshed_server_with_standard_tls() {
+    let cluster = Cluster::start(100, 0).await;
+    let v1 = cluster
+        .server(
+            "bookstore-v1",
+            "bookstore/bookstore",
+            &["bookstore/bookstore-v1"],
+        )
+        .await;
+    let buyer = cluster.mesh("bookbuyer/bookbuyer", &[], &[]).await;
+    let thief = cluster.mesh("bookthief/bookthief", &[], &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (buyer_crt, buyer_key, bundle) = pem_files(dir.path(), "buyer", &buyer);
+    let (thief_crt, thief_key, _) = pem_files(dir.path(), "thief", &thief);
+    let addr = v1.addr;
+
+    let (without, with_buyer, with_thief) = tokio::task::spawn_blocking({
+        let (bundle, buyer_crt, buyer_key, thief_crt, thief_key) = (
+            bundle.clone(),
+            buyer_crt.clone(),
+            buyer_key.clone(),
+            thief_crt,
+            thief_key,
+        );
+        move || {
+            (
+                curl(addr, &bundle, None),
+                curl(addr, &bundle, Some((&buyer_crt, &buyer_key))),
+                curl(addr, &bundle, Some((&thief_crt, &thief_key))),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        without.0 != 0 && without.1.starts_with("000"),
+        "no client certificate must not get an answer: {without:?}"
+    );
+    // HTTP/2, negotiated by ALPN.
+    assert_eq!(with_buyer, (0, "200 HTTP/2".to_owned()));
+    assert_eq!(with_thief, (0, "403 HTTP/2".to_owned()));
+
+    // openssl s_client: TLS 1.3, and the server's chain verifies against the bundle.
+    let handshake = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &addr.to_string(),
+                "-alpn",
+                "h2",
+                "-brief",
+            ])
+            .arg("-CAfile")
+            .arg(&bundle)
+            .arg("-cert")
+            .arg(&buyer_crt)
+            .arg("-key")
+            .arg(&buyer_key)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl is installed (.ci/run installs it)")
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&handshake.stdout),
+        String::from_utf8_lossy(&handshake.stderr)
+    );
+    assert!(text.contains("TLSv1.3"), "{text}");
+    assert!(text.contains("Verification: OK"), "{text}");
+    assert!(
+        text.contains("Peer certificate: CN = bookstore/bookstore"),
+        "{text}"
+    );
+    cluster.control.shutdown().await;
+}

@@ -173,12 +173,18 @@ pub async fn run(options: Options) -> Result<Summary, Error> {
         }
     }
 
-    // Clients first, so that their last counts arrive; then the servers and the control.
-    for process in processes.iter_mut().rev() {
-        drop(process.child.stdin.take());
+    // Clients first, and wait for their last counts (their output ends when they exit), so that
+    // no purchase is cut off by a server stopping; then the servers and the control.
+    for process in processes.iter_mut() {
+        if super::workload(process.role).is_some_and(|w| w.serves.is_empty()) {
+            drop(process.child.stdin.take());
+        }
     }
     for reader in readers {
         let _ = tokio::time::timeout(STOP_GRACE, reader).await;
+    }
+    for process in processes.iter_mut().rev() {
+        drop(process.child.stdin.take());
     }
     for mut process in processes {
         if tokio::time::timeout(STOP_GRACE, process.child.wait())
