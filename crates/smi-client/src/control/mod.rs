@@ -62,6 +62,11 @@ impl ControlAddr {
         })
     }
 
+    /// `https://host:port`.
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
     async fn connect(&self, tls: ClientTlsConfig) -> Result<Channel, ClientError> {
         let connect_error = |e: tonic::transport::Error| ClientError::Connect {
             addr: self.uri.clone(),
