@@ -7,12 +7,14 @@
 //! - **C**: the full mesh on both sides: `MeshClient` (a 3-way TrafficSplit, p2c, pooled mTLS,
 //!   SPIFFE ID check, metrics) to `smi_server::serve` + `AuthorizeLayer` (100 TrafficTargets
 //!   loaded, metrics).
-//! - **D**: a HAProxy sidecar pair is not run by this benchmark yet (see BENCHMARKS.md).
+//! - **D**: the sidecar model: the same plain client and server as A, through a pair of HAProxy
+//!   proxies with mTLS (h2) between them (certificates from the same control service). Skipped,
+//!   with a message, when `haproxy` is not installed (Debian: `apt-get install haproxy`).
 //!
 //! Each round runs A, B, C in turn (interleaved), in two modes: saturation (64 requests in flight
 //! on one HTTP/2 connection, closed loop) and one request at a time (latency per request). The
 //! control service runs in this process and is idle while measuring. Last line, for scripts:
-//! `ratios: C/B=<x> C/D=skipped C-A_p50_us=<z> C/B_p50=<w>`.
+//! `ratios: C/B=<x> C/D=<y> C-A_p50_us=<z> C/B_p50=<w> C/B_p99=<v>`.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -141,6 +143,84 @@ async fn server_role() -> Result<(), Error> {
     .await?;
     drop(registrations);
     Ok(())
+}
+
+/// A free loopback port (bound and released; HAProxy binds it right after).
+fn free_port() -> Result<u16, Error> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The HAProxy sidecar pair in front of the plain server `a_addr`: returns the client-side
+/// proxy's address (h2c in), and the two processes.
+async fn sidecars(
+    control: &LocalControl,
+    dir: &std::path::Path,
+    a_addr: SocketAddr,
+) -> Result<(SocketAddr, Vec<tokio::process::Child>), Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut files = Vec::new();
+    for (name, identity) in [
+        ("client-sidecar", "bench/client-sidecar"),
+        ("server-sidecar", "bench/server-sidecar"),
+    ] {
+        let config = control.workload(identity, &[])?;
+        let credentials = smi_client::control::enroll(&config.control, &config.token).await?;
+        let path = dir.join(format!("{name}.pem"));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        std::io::Write::write_all(
+            &mut file,
+            format!("{}{}", credentials.chain_pem(), credentials.key_pem()).as_bytes(),
+        )?;
+        std::fs::write(dir.join("bundle.pem"), credentials.bundle_pem())?;
+        files.push(path);
+    }
+    let bundle = dir.join("bundle.pem");
+    let (front, between) = (free_port()?, free_port()?);
+    let defaults =
+        "defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n";
+    let client_side = format!(
+        "global\n  maxconn 4000\n{defaults}frontend local\n  bind 127.0.0.1:{front} proto h2\n  default_backend remote\nbackend remote\n  server remote 127.0.0.1:{between} ssl crt {} ca-file {} verify required alpn h2\n",
+        files[0].display(),
+        bundle.display()
+    );
+    let server_side = format!(
+        "global\n  maxconn 4000\n{defaults}frontend mtls\n  bind 127.0.0.1:{between} ssl crt {} ca-file {} verify required alpn h2\n  default_backend app\nbackend app\n  server app {a_addr} proto h2\n",
+        files[1].display(),
+        bundle.display()
+    );
+    let mut processes = Vec::new();
+    for (name, config) in [
+        ("server-side.cfg", server_side),
+        ("client-side.cfg", client_side),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, config)?;
+        processes.push(
+            tokio::process::Command::new("haproxy")
+                .arg("-db")
+                .arg("-f")
+                .arg(&path)
+                .stdout(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()?,
+        );
+    }
+    let addr: SocketAddr = format!("127.0.0.1:{front}").parse()?;
+    // Ready when the client-side proxy accepts.
+    let started = Instant::now();
+    while TcpStream::connect(addr).await.is_err() {
+        if started.elapsed() > Duration::from_secs(10) {
+            return Err("HAProxy did not start within 10 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok((addr, processes))
 }
 
 /// A way to send one request.
@@ -301,7 +381,7 @@ async fn run(quick: bool) -> Result<(), Error> {
         )
         .await?;
     let mtls = h2(tls).await?;
-    let variants = [
+    let mut variants = vec![
         Variant {
             name: "A plain h2c",
             client: Client::Plain(plain),
@@ -318,6 +398,24 @@ async fn run(quick: bool) -> Result<(), Error> {
             uri: format!("http://data.bench{PATH}"),
         },
     ];
+    let sidecar_dir = tempfile::tempdir()?;
+    let haproxy = std::process::Command::new("haproxy")
+        .arg("-v")
+        .output()
+        .is_ok();
+    let _sidecars = if haproxy {
+        let (d_addr, processes) = sidecars(&control, sidecar_dir.path(), a_addr).await?;
+        let tcp = TcpStream::connect(d_addr).await?;
+        tcp.set_nodelay(true)?;
+        variants.push(Variant {
+            name: "D HAProxy pair",
+            client: Client::Plain(h2(tcp).await?),
+            uri: format!("http://{d_addr}{PATH}"),
+        });
+        processes
+    } else {
+        Vec::new()
+    };
     // Warm up every path (connections, pools, caches).
     for v in &variants {
         saturation(v, Duration::from_millis(300)).await?;
@@ -348,14 +446,23 @@ async fn run(quick: bool) -> Result<(), Error> {
             spread(&p99[i], 1)
         );
     }
-    println!("D HAProxy pair   skipped: not run by this benchmark yet (see BENCHMARKS.md)");
+    if !haproxy {
+        println!(
+            "D HAProxy pair   skipped: haproxy is not installed (Debian: apt-get install haproxy)"
+        );
+    }
     let ratio = |a: &[f64], b: &[f64]| {
         let r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
         median(&r)
     };
     let c_minus_a: Vec<f64> = p50[2].iter().zip(&p50[0]).map(|(c, a)| c - a).collect();
+    let c_over_d = if haproxy {
+        format!("{:.2}", ratio(&rps[2], &rps[3]))
+    } else {
+        "skipped".to_owned()
+    };
     println!(
-        "ratios: C/B={:.2} C/D=skipped C-A_p50_us={:.1} C/B_p50={:.2} C/B_p99={:.2}",
+        "ratios: C/B={:.2} C/D={c_over_d} C-A_p50_us={:.1} C/B_p50={:.2} C/B_p99={:.2}",
         ratio(&rps[2], &rps[1]),
         median(&c_minus_a),
         ratio(&p50[2], &p50[1]),
