@@ -101,6 +101,31 @@ impl Cluster {
         Mesh::start(config).await.unwrap()
     }
 
+    /// bookstore-v1 and bookstore-v2, both running as ServiceAccount bookstore/bookstore.
+    async fn bookstores(&self) -> [Server; 2] {
+        [
+            self.server(
+                "bookstore-v1",
+                "bookstore/bookstore",
+                &["bookstore/bookstore-v1"],
+            )
+            .await,
+            self.server(
+                "bookstore-v2",
+                "bookstore/bookstore",
+                &["bookstore/bookstore-v2"],
+            )
+            .await,
+        ]
+    }
+
+    /// A workload that calls bookstore.bookstore, once it knows the endpoints of `backends`.
+    async fn caller(&self, identity: &str, backends: &[&str]) -> Mesh {
+        let mesh = self.mesh(identity, &[], &["bookstore/bookstore"]).await;
+        with_endpoints(&mesh, backends).await;
+        mesh
+    }
+
     /// A meshed server that answers every path with its name (header `x-backend` and body).
     async fn server(&self, name: &'static str, identity: &str, serves: &[&str]) -> Server {
         let mesh = self.mesh(identity, serves, &[]).await;
@@ -208,20 +233,7 @@ const BUY: &str = "http://bookstore.bookstore/buy-a-book/new";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_allows_the_buyer_and_denies_the_thief_over_mtls() {
     let cluster = Cluster::start(50, 50).await;
-    let _v1 = cluster
-        .server(
-            "bookstore-v1",
-            "bookstore/bookstore",
-            &["bookstore/bookstore-v1"],
-        )
-        .await;
-    let _v2 = cluster
-        .server(
-            "bookstore-v2",
-            "bookstore/bookstore",
-            &["bookstore/bookstore-v2"],
-        )
-        .await;
+    let _bookstores = cluster.bookstores().await;
     let buyer = cluster
         .mesh("bookbuyer/bookbuyer", &[], &["bookstore/bookstore"])
         .await;
@@ -256,24 +268,10 @@ async fn policy_allows_the_buyer_and_denies_the_thief_over_mtls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_split_change_shifts_traffic_within_a_second() {
     let cluster = Cluster::start(100, 0).await;
-    let _v1 = cluster
-        .server(
-            "bookstore-v1",
-            "bookstore/bookstore",
-            &["bookstore/bookstore-v1"],
-        )
-        .await;
-    let _v2 = cluster
-        .server(
-            "bookstore-v2",
-            "bookstore/bookstore",
-            &["bookstore/bookstore-v2"],
-        )
-        .await;
+    let _bookstores = cluster.bookstores().await;
     let buyer = cluster
-        .mesh("bookbuyer/bookbuyer", &[], &["bookstore/bookstore"])
+        .caller("bookbuyer/bookbuyer", &["bookstore-v1", "bookstore-v2"])
         .await;
-    with_endpoints(&buyer, &["bookstore-v1", "bookstore-v2"]).await;
     let client = MeshClient::new(buyer.clone());
     until_response(&client, BUY, |(_, b)| b == "bookstore-v1").await;
     for _ in 0..20 {
@@ -292,24 +290,10 @@ async fn a_split_change_shifts_traffic_within_a_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_applies_to_open_connections_within_a_second() {
     let cluster = Cluster::start(50, 50).await;
-    let _v1 = cluster
-        .server(
-            "bookstore-v1",
-            "bookstore/bookstore",
-            &["bookstore/bookstore-v1"],
-        )
-        .await;
-    let _v2 = cluster
-        .server(
-            "bookstore-v2",
-            "bookstore/bookstore",
-            &["bookstore/bookstore-v2"],
-        )
-        .await;
+    let _bookstores = cluster.bookstores().await;
     let buyer = cluster
-        .mesh("bookbuyer/bookbuyer", &[], &["bookstore/bookstore"])
+        .caller("bookbuyer/bookbuyer", &["bookstore-v1", "bookstore-v2"])
         .await;
-    with_endpoints(&buyer, &["bookstore-v1", "bookstore-v2"]).await;
     let client = MeshClient::new(buyer);
     // Connections to both versions are open and pooled.
     until_response(&client, BUY, |(_, b)| b == "bookstore-v1").await;
@@ -330,24 +314,10 @@ async fn revocation_applies_to_open_connections_within_a_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denied_grpc_call_gets_permission_denied() {
     let cluster = Cluster::start(50, 50).await;
-    let _v1 = cluster
-        .server(
-            "bookstore-v1",
-            "bookstore/bookstore",
-            &["bookstore/bookstore-v1"],
-        )
-        .await;
-    let _v2 = cluster
-        .server(
-            "bookstore-v2",
-            "bookstore/bookstore",
-            &["bookstore/bookstore-v2"],
-        )
-        .await;
+    let _bookstores = cluster.bookstores().await;
     let thief = cluster
-        .mesh("bookthief/bookthief", &[], &["bookstore/bookstore"])
+        .caller("bookthief/bookthief", &["bookstore-v1", "bookstore-v2"])
         .await;
-    with_endpoints(&thief, &["bookstore-v1", "bookstore-v2"]).await;
     let client: MeshClient<Full<Bytes>> = MeshClient::new(thief);
     let request = Request::post("http://bookstore.bookstore/bookstore.Shop/Buy")
         .header("content-type", "application/grpc")
@@ -531,24 +501,10 @@ async fn certificate_rotation_under_load_drops_no_request() {
     let v1 = cluster
         .mesh("bookstore/bookstore", &["bookstore/bookstore-v1"], &[])
         .await;
-    let _v1 = cluster
-        .server(
-            "bookstore-v1",
-            "bookstore/bookstore",
-            &["bookstore/bookstore-v1"],
-        )
-        .await;
-    let _v2 = cluster
-        .server(
-            "bookstore-v2",
-            "bookstore/bookstore",
-            &["bookstore/bookstore-v2"],
-        )
-        .await;
+    let _bookstores = cluster.bookstores().await;
     let buyer = cluster
-        .mesh("bookbuyer/bookbuyer", &[], &["bookstore/bookstore"])
+        .caller("bookbuyer/bookbuyer", &["bookstore-v1", "bookstore-v2"])
         .await;
-    with_endpoints(&buyer, &["bookstore-v1", "bookstore-v2"]).await;
     let first_certificate = buyer.credentials().chain_der()[0].clone();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let load = tokio::spawn(buy_until(buyer.clone(), stopped));
@@ -583,24 +539,10 @@ async fn certificate_rotation_under_load_drops_no_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_control_restart_under_load_drops_no_request() {
     let cluster = Cluster::start(50, 50).await;
-    let _v1 = cluster
-        .server(
-            "bookstore-v1",
-            "bookstore/bookstore",
-            &["bookstore/bookstore-v1"],
-        )
-        .await;
-    let _v2 = cluster
-        .server(
-            "bookstore-v2",
-            "bookstore/bookstore",
-            &["bookstore/bookstore-v2"],
-        )
-        .await;
+    let _bookstores = cluster.bookstores().await;
     let buyer = cluster
-        .mesh("bookbuyer/bookbuyer", &[], &["bookstore/bookstore"])
+        .caller("bookbuyer/bookbuyer", &["bookstore-v1", "bookstore-v2"])
         .await;
-    with_endpoints(&buyer, &["bookstore-v1", "bookstore-v2"]).await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let load = tokio::spawn(buy_until(buyer.clone(), stopped));
 
@@ -840,9 +782,8 @@ async fn a_long_lived_stream_is_closed_when_its_caller_loses_access() {
         tokio::spawn(async move { smi_server::serve(listener, &server, app).await })
     };
     let buyer = cluster
-        .mesh("bookbuyer/bookbuyer", &[], &["bookstore/bookstore"])
+        .caller("bookbuyer/bookbuyer", &["bookstore-v1"])
         .await;
-    with_endpoints(&buyer, &["bookstore-v1"]).await;
     let client = MeshClient::new(buyer);
     let response = client
         .send(
@@ -896,9 +837,8 @@ async fn mesh_layer_sends_mesh_services_through_the_mesh_and_the_rest_to_the_inn
         )
         .await;
     let buyer = cluster
-        .mesh("bookbuyer/bookbuyer", &[], &["bookstore/bookstore"])
+        .caller("bookbuyer/bookbuyer", &["bookstore-v1"])
         .await;
-    with_endpoints(&buyer, &["bookstore-v1"]).await;
     // A plain HTTP server outside the mesh.
     let outside = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let outside_addr = outside.local_addr().unwrap();
