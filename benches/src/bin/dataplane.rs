@@ -95,8 +95,15 @@ fn main() -> Result<(), Error> {
     if std::env::var_os(ROLE).is_some() {
         return runtime.block_on(server_role());
     }
-    let quick = std::env::args().any(|a| a == "--quick");
-    runtime.block_on(run(quick))
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--only C` (or A, B, D) measures one variant, e.g. under a profiler.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    runtime.block_on(run(quick, only))
 }
 
 /// The child: serves A, B and C; prints their addresses; stops when stdin closes.
@@ -312,7 +319,7 @@ async fn one_at_a_time(v: &Variant, window: Duration) -> Result<(f64, f64), Erro
     Ok((at(0.50), at(0.99)))
 }
 
-async fn run(quick: bool) -> Result<(), Error> {
+async fn run(quick: bool, only: Option<String>) -> Result<(), Error> {
     let (rounds, window) = if quick {
         (3, Duration::from_secs(2))
     } else {
@@ -416,6 +423,12 @@ async fn run(quick: bool) -> Result<(), Error> {
     } else {
         Vec::new()
     };
+    if let Some(only) = &only {
+        variants.retain(|v| v.name.starts_with(only.as_str()));
+        if variants.is_empty() {
+            return Err(format!("--only {only}: no such variant (A, B, C, D)").into());
+        }
+    }
     // Warm up every path (connections, pools, caches).
     for v in &variants {
         saturation(v, Duration::from_millis(300)).await?;
@@ -455,19 +468,21 @@ async fn run(quick: bool) -> Result<(), Error> {
         let r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
         median(&r)
     };
-    let c_minus_a: Vec<f64> = p50[2].iter().zip(&p50[0]).map(|(c, a)| c - a).collect();
-    let c_over_d = if haproxy {
-        format!("{:.2}", ratio(&rps[2], &rps[3]))
-    } else {
-        "skipped".to_owned()
-    };
-    println!(
-        "ratios: C/B={:.2} C/D={c_over_d} C-A_p50_us={:.1} C/B_p50={:.2} C/B_p99={:.2}",
-        ratio(&rps[2], &rps[1]),
-        median(&c_minus_a),
-        ratio(&p50[2], &p50[1]),
-        ratio(&p99[2], &p99[1]),
-    );
+    if only.is_none() {
+        let c_minus_a: Vec<f64> = p50[2].iter().zip(&p50[0]).map(|(c, a)| c - a).collect();
+        let c_over_d = if haproxy {
+            format!("{:.2}", ratio(&rps[2], &rps[3]))
+        } else {
+            "skipped".to_owned()
+        };
+        println!(
+            "ratios: C/B={:.2} C/D={c_over_d} C-A_p50_us={:.1} C/B_p50={:.2} C/B_p99={:.2}",
+            ratio(&rps[2], &rps[1]),
+            median(&c_minus_a),
+            ratio(&p50[2], &p50[1]),
+            ratio(&p99[2], &p99[1]),
+        );
+    }
     drop(server.stdin.take());
     let _ = tokio::time::timeout(Duration::from_secs(5), server.wait()).await;
     control.stop().await;
