@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bookstore;
+pub mod greeting;
 pub mod local;
 
 /// The greeter example's generated protobuf types and tonic stubs.

@@ -7,12 +7,12 @@
 //! process (see `smi_examples::local`).
 
 use smi_client::{Mesh, MeshClient};
+use smi_examples::greeter::HelloRequest;
 use smi_examples::greeter::greeter_client::GreeterClient;
-use smi_examples::greeter::greeter_server::{Greeter, GreeterServer};
-use smi_examples::greeter::{HelloReply, HelloRequest};
+use smi_examples::greeter::greeter_server::GreeterServer;
+use smi_examples::greeting::Greetings;
 use smi_examples::local::{Error, LocalControl};
-use smi_server::{AuthorizeLayer, Peer};
-use tonic::{Request, Response, Status};
+use smi_server::AuthorizeLayer;
 
 const POLICY: &str = r#"
 apiVersion: specs.smi-spec.io/v1alpha4
@@ -34,26 +34,6 @@ spec:
   rules:
   - {kind: HTTPRouteGroup, name: greeter-rpcs, matches: [say-hello]}
 "#;
-
-#[derive(Debug)]
-struct Greetings;
-
-#[tonic::async_trait]
-impl Greeter for Greetings {
-    async fn say_hello(
-        &self,
-        request: Request<HelloRequest>,
-    ) -> Result<Response<HelloReply>, Status> {
-        // The caller's verified SPIFFE ID, captured at the TLS handshake.
-        let caller = request
-            .extensions()
-            .get::<Peer>()
-            .map_or_else(|| "nobody".to_owned(), |p| p.identity.to_string());
-        Ok(Response::new(HelloReply {
-            message: format!("Hello {} (you are {caller})", request.into_inner().name),
-        }))
-    }
-}
 
 async fn client(mesh: Mesh) -> Result<GreeterClient<MeshClient<tonic::body::Body>>, Error> {
     // tonic sends paths only: the origin names the mesh service.
