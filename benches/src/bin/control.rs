@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use smi_benches::stats::{median, spread};
 use smi_client::control::{ControlAddr, Credentials, connect, enroll};
 use smi_control::ca::CaStore;
 use smi_control::enroll::JoinTokens;
@@ -438,19 +439,4 @@ async fn fan_out(control: &Control, n: usize, rounds: usize) -> Result<FanOut, E
         added_ms: median(&added),
         bytes_per_subscriber,
     })
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-fn spread(values: &[f64], decimals: usize) -> String {
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    format!(
-        "{:.decimals$} [{min:.decimals$}-{max:.decimals$}]",
-        median(values)
-    )
 }

@@ -31,6 +31,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use smi_benches::generator::{self, Shape};
+use smi_benches::stats::{median, spread};
 use smi_client::{Mesh, MeshClient, MeshConfig};
 use smi_examples::local::LocalControl;
 use smi_server::AuthorizeLayer;
@@ -487,19 +488,4 @@ async fn run(quick: bool, only: Option<String>) -> Result<(), Error> {
     let _ = tokio::time::timeout(Duration::from_secs(5), server.wait()).await;
     control.stop().await;
     Ok(())
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-fn spread(values: &[f64], decimals: usize) -> String {
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    format!(
-        "{:.decimals$} [{min:.decimals$}-{max:.decimals$}]",
-        median(values)
-    )
 }
