@@ -11,7 +11,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use opentelemetry::metrics::{Counter, Histogram, MeterProvider as _};
-use opentelemetry::{KeyValue, Value};
+use opentelemetry::{KeyValue, StringValue, Value};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
 use opentelemetry_sdk::metrics::reader::MetricReader;
@@ -40,13 +40,14 @@ impl Direction {
     }
 }
 
-/// One finished request.
+/// One finished request. The labels are moved into the attributes, not copied: pass owned or
+/// shared (`Arc<str>`) strings, or `&'static str`.
 #[derive(Debug)]
-pub struct Observation<'a> {
+pub struct Observation {
     pub direction: Direction,
-    pub source: &'a str,
-    pub destination: &'a str,
-    pub route: &'a str,
+    pub source: StringValue,
+    pub destination: StringValue,
+    pub route: StringValue,
     pub status: u16,
     pub duration: Duration,
 }
@@ -101,12 +102,12 @@ impl Metrics {
         }
     }
 
-    pub fn record(&self, o: &Observation<'_>) {
+    pub fn record(&self, o: Observation) {
         let attributes = [
             KeyValue::new("direction", o.direction.as_str()),
-            KeyValue::new("source", o.source.to_owned()),
-            KeyValue::new("destination", o.destination.to_owned()),
-            KeyValue::new("route", o.route.to_owned()),
+            KeyValue::new("source", o.source),
+            KeyValue::new("destination", o.destination),
+            KeyValue::new("route", o.route),
             KeyValue::new("status", i64::from(o.status)),
         ];
         self.requests.add(1, &attributes);
@@ -221,21 +222,17 @@ mod tests {
     #[test]
     fn observations_render_as_prometheus_counters_and_histograms() {
         let metrics = Metrics::new();
-        let o = Observation {
+        let observation = |status: u16, route: &'static str| Observation {
             direction: Direction::Inbound,
-            source: "spiffe://cluster.local/ns/a/sa/b",
-            destination: "bookstore/bookstore",
-            route: "bookstore/t rule 0 match buy",
-            status: 200,
+            source: "spiffe://cluster.local/ns/a/sa/b".into(),
+            destination: "bookstore/bookstore".into(),
+            route: route.into(),
+            status,
             duration: Duration::from_micros(300),
         };
-        metrics.record(&o);
-        metrics.record(&o);
-        metrics.record(&Observation {
-            status: 403,
-            route: "denied",
-            ..o
-        });
+        metrics.record(observation(200, "bookstore/t rule 0 match buy"));
+        metrics.record(observation(200, "bookstore/t rule 0 match buy"));
+        metrics.record(observation(403, "denied"));
         let text = metrics.prometheus();
         assert!(text.contains("# TYPE smi_requests_total counter"), "{text}");
         assert!(

@@ -102,11 +102,11 @@ pub struct Pending {
 
 impl Pending {
     fn record(self, status: u16) {
-        self.mesh.metrics().record(&Observation {
+        self.mesh.metrics().record(Observation {
             direction: Direction::Inbound,
-            source: &self.source,
-            destination: self.mesh.identity_text(),
-            route: &self.route,
+            source: self.source.into(),
+            destination: self.mesh.identity_text().into(),
+            route: self.route.into(),
             status,
             duration: self.started.elapsed(),
         });

@@ -186,9 +186,9 @@ impl Mesh {
         &self.inner.identity
     }
 
-    /// This workload's SPIFFE ID as text.
-    pub fn identity_text(&self) -> &str {
-        &self.inner.identity_text
+    /// This workload's SPIFFE ID as text, shared (it labels every metric).
+    pub fn identity_text(&self) -> Arc<str> {
+        self.inner.identity_text.clone()
     }
 
     /// Request metrics of this process (both directions); `metrics().prometheus()` renders them.

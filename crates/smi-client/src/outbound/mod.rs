@@ -80,15 +80,15 @@ impl<B: OutboundBody> MeshClient<B> {
             Ok(response) => response.status().as_u16(),
             Err(_) => 0,
         };
-        self.mesh.metrics().record(&Observation {
+        self.mesh.metrics().record(Observation {
             direction: Direction::Outbound,
-            source: self.mesh.identity_text(),
+            source: self.mesh.identity_text().into(),
             destination: if destination.is_empty() {
-                "unknown"
+                "unknown".into()
             } else {
-                &destination
+                destination.into()
             },
-            route: if result.is_ok() { "sent" } else { "error" },
+            route: if result.is_ok() { "sent" } else { "error" }.into(),
             status,
             duration: started.elapsed(),
         });
