@@ -3,8 +3,6 @@
 //! interpreter that has it (default `python3`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -57,23 +55,10 @@ except grpc.RpcError as e:
 async fn credentials_in(dir: &Path, control: &LocalControl, identity: &str) -> [String; 3] {
     let config = control.workload(identity, &[]).unwrap();
     let credentials = enroll(&config.control, &config.token).await.unwrap();
-    let name = identity.replace('/', "-");
-    let (bundle, chain, key) = (
-        dir.join("bundle.pem"),
-        dir.join(format!("{name}.crt")),
-        dir.join(format!("{name}.key")),
-    );
-    std::fs::write(&bundle, credentials.bundle_pem()).unwrap();
-    std::fs::write(&chain, credentials.chain_pem()).unwrap();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&key)
-        .unwrap()
-        .write_all(credentials.key_pem().as_bytes())
+    let files = credentials
+        .write_pem_files(dir, &identity.replace('/', "-"))
         .unwrap();
-    [bundle, chain, key].map(|p| p.display().to_string())
+    [files.bundle, files.chain, files.key].map(|p| p.display().to_string())
 }
 
 fn python(port: u16, [bundle, chain, key]: &[String; 3]) -> String {

@@ -877,23 +877,8 @@ async fn mesh_layer_sends_mesh_services_through_the_mesh_and_the_rest_to_the_inn
 /// A workload's certificate chain, key (mode 0600) and trust bundle as PEM files, for outside
 /// TLS clients.
 fn pem_files(dir: &Path, name: &str, mesh: &Mesh) -> (PathBuf, PathBuf, PathBuf) {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let credentials = mesh.credentials();
-    let chain = dir.join(format!("{name}.crt"));
-    let key = dir.join(format!("{name}.key"));
-    let bundle = dir.join("bundle.pem");
-    std::fs::write(&chain, credentials.chain_pem()).unwrap();
-    std::fs::write(&bundle, credentials.bundle_pem()).unwrap();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&key)
-        .unwrap()
-        .write_all(credentials.key_pem().as_bytes())
-        .unwrap();
-    (chain, key, bundle)
+    let files = mesh.credentials().write_pem_files(dir, name).unwrap();
+    (files.chain, files.key, files.bundle)
 }
 
 /// `curl` against a meshed server; returns (exit code, "<status> HTTP/<version>").

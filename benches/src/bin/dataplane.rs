@@ -175,6 +175,8 @@ async fn sidecars(
     ] {
         let config = control.workload(identity, &[])?;
         let credentials = smi_client::control::enroll(&config.control, &config.token).await?;
+        // HAProxy wants the chain and the key in one file.
+        let pem = credentials.write_pem_files(dir, name)?;
         let path = dir.join(format!("{name}.pem"));
         let mut file = std::fs::OpenOptions::new()
             .write(true)
@@ -183,9 +185,13 @@ async fn sidecars(
             .open(&path)?;
         std::io::Write::write_all(
             &mut file,
-            format!("{}{}", credentials.chain_pem(), credentials.key_pem()).as_bytes(),
+            format!(
+                "{}{}",
+                std::fs::read_to_string(&pem.chain)?,
+                std::fs::read_to_string(&pem.key)?
+            )
+            .as_bytes(),
         )?;
-        std::fs::write(dir.join("bundle.pem"), credentials.bundle_pem())?;
         files.push(path);
     }
     let bundle = dir.join("bundle.pem");

@@ -2,6 +2,9 @@
 //! bundle it verifies peers against.
 
 use std::fmt;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -93,6 +96,28 @@ impl Credentials {
         smi_core::pem::certificates(&self.bundle)
     }
 
+    /// Writes `<name>.crt` (the chain), `<name>.key` (mode 0600) and `bundle.pem` into `dir`, for
+    /// TLS tools outside this process (curl, openssl, grpcio, a proxy).
+    pub fn write_pem_files(&self, dir: &Path, name: &str) -> std::io::Result<PemFiles> {
+        let files = PemFiles {
+            chain: dir.join(format!("{name}.crt")),
+            key: dir.join(format!("{name}.key")),
+            bundle: dir.join("bundle.pem"),
+        };
+        std::fs::write(&files.chain, self.chain_pem())?;
+        std::fs::write(&files.bundle, self.bundle_pem())?;
+        let mut key = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&files.key)?;
+        // `mode` applies only to a new file: make an existing one private too.
+        key.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        key.write_all(self.key_pem().as_bytes())?;
+        Ok(files)
+    }
+
     /// PKCS#8 PEM of the private key, for TLS libraries in this process.
     pub fn key_pem(&self) -> String {
         self.key.serialize_pem()
@@ -102,4 +127,12 @@ impl Credentials {
     pub fn key_der(&self) -> Vec<u8> {
         self.key.serialize_der()
     }
+}
+
+/// Where [`Credentials::write_pem_files`] wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PemFiles {
+    pub chain: PathBuf,
+    pub key: PathBuf,
+    pub bundle: PathBuf,
 }

@@ -5,7 +5,7 @@
 
 mod credentials;
 
-pub use credentials::Credentials;
+pub use credentials::{Credentials, PemFiles};
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
