@@ -73,7 +73,7 @@ pub async fn one_at_a_time(call: &Call, window: Duration) -> Result<Quantiles, E
 /// server that falls behind shows in the figures (no coordinated omission).
 ///
 /// The pacer yields between requests instead of sleeping: tokio's timer has a 1 ms resolution,
-/// which would send requests in bursts. The load generator runs on one worker thread, so the
+/// which would send requests in bursts. The load generator runs on one thread, so the
 /// yielding pacer and the requests share it cooperatively.
 pub async fn fixed_rate(call: &Call, rate: f64, window: Duration) -> Result<Quantiles, Error> {
     let total = (rate * window.as_secs_f64()) as u64;

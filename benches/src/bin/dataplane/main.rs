@@ -2,7 +2,7 @@
 //!
 //! One server process (this binary re-executed in the `server` role, pinned to CPU 0) serves the
 //! same axum app (1 KiB responses, and a tonic Greeter) three ways; this process is the load
-//! generator (one worker thread, pinned to CPU 1):
+//! generator (one thread, pinned to CPU 1):
 //! - **A**: plain HTTP/2 over TCP (hyper, h2c): the floor.
 //! - **B**: HTTP/2 over rustls mTLS (TLS 1.3, P-256, the mesh's certificates), no mesh layers.
 //! - **C**: the full mesh on both sides: `MeshClient` (a 3-way TrafficSplit, p2c, pooled mTLS,
@@ -110,10 +110,10 @@ fn main() -> Result<(), Error> {
             .build()?;
         return runtime.block_on(server_role());
     }
-    // The load generator: one worker thread (pinned to CPU 1 below), which the fixed-rate pacer
-    // shares cooperatively with the requests it starts.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+    // The load generator: one thread (pinned to CPU 1 below), which the fixed-rate pacer shares
+    // cooperatively with the requests it starts. (With a worker pool, the pacer would spin on the
+    // main thread and the OS would take turns between it and the workers, in milliseconds.)
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let args: Vec<String> = std::env::args().collect();
@@ -392,9 +392,10 @@ async fn run(quick: bool, only: Option<String>, rate: Option<f64>) -> Result<(),
         None => 160_000.0,
     };
     // Open-loop requests go out one by one: they lose the batching that 64 requests in flight
-    // get in the closed loop (several frames per write and per wake-up), so half of A's closed-loop
-    // rate overloads every encrypted variant here. The low rate is one every variant sustains; the
-    // high rate shows where each starts to fall behind.
+    // get in the closed loop (several frames per write and per wake-up). Measured here, at half
+    // of A's closed-loop rate B is at its limit (p99 in milliseconds) and C beyond it, so the
+    // figures would only show queues growing. The low rate is one every variant but D sustains;
+    // the high rate shows where each starts to fall behind.
     let rates = [base / 8.0, base / 4.0].map(|r| (r / 1000.0).round() * 1000.0);
 
     let mut figures: Vec<Figures> = http.iter().map(|_| Figures::default()).collect();
