@@ -130,6 +130,8 @@ struct Inner {
     server_tls: Arc<ArcSwap<ServerConfig>>,
     policy: ArcSwap<PolicyState>,
     changes: signal::Sender<u64>,
+    /// Counts status changes: a certificate replaced, the Watch stream opened or lost.
+    status_changes: signal::Sender<u64>,
     connected: AtomicBool,
     metrics: Metrics,
     /// `identity` as text, made once (it labels every metric).
@@ -153,6 +155,7 @@ impl Mesh {
         let credentials = enroll(&config.control, &config.token).await?;
         let identity = credentials.spiffe_id().clone();
         let (changes, _) = signal::channel(0);
+        let (status_changes, _) = signal::channel(0);
         let inner = Arc::new(Inner {
             client_tls: ArcSwap::from_pointee(client_config(&credentials)?),
             server_tls: Arc::new(ArcSwap::from_pointee(server_config(&credentials)?)),
@@ -162,6 +165,7 @@ impl Mesh {
             identity,
             config,
             changes,
+            status_changes,
             connected: AtomicBool::new(false),
             metrics: Metrics::new(),
         });
@@ -226,6 +230,12 @@ impl Mesh {
         self.inner.server_tls.clone()
     }
 
+    /// Bumped whenever [`Mesh::status`] may have changed: the certificate was replaced (renewal,
+    /// new bundle), or the Watch stream opened or was lost.
+    pub fn status_changed(&self) -> signal::Receiver<u64> {
+        self.inner.status_changes.subscribe()
+    }
+
     pub fn status(&self) -> MeshStatus {
         let policy = self.inner.policy.load();
         MeshStatus {
@@ -244,6 +254,13 @@ impl Mesh {
 }
 
 impl Inner {
+    /// Records whether the Watch stream is open.
+    fn set_connected(&self, connected: bool) {
+        if self.connected.swap(connected, Ordering::Relaxed) != connected {
+            self.status_changes.send_modify(|n| *n += 1);
+        }
+    }
+
     /// Replaces the credentials and rebuilds both TLS configurations from them.
     fn set_credentials(&self, credentials: Credentials) -> Result<(), TlsError> {
         let client = client_config(&credentials)?;
@@ -251,6 +268,7 @@ impl Inner {
         self.credentials.store(Arc::new(credentials));
         self.client_tls.store(Arc::new(client));
         self.server_tls.store(Arc::new(server));
+        self.status_changes.send_modify(|n| *n += 1);
         Ok(())
     }
 }

@@ -2,7 +2,6 @@
 //! and acknowledged (or rejected, with the reason, keeping the last good state).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use smi_core::proto::v1::{self, control_client::ControlClient};
 
@@ -18,7 +17,7 @@ pub(super) async fn run(inner: Arc<Inner>) {
             Ok(()) => tracing::info!("the control service ended the policy stream; reconnecting"),
             Err(e) => tracing::warn!(error = %e, "policy stream failed; keeping the last policy"),
         }
-        inner.connected.store(false, Ordering::Relaxed);
+        inner.set_connected(false);
         tokio::time::sleep(backoff.next_delay()).await;
     }
 }
@@ -33,7 +32,7 @@ async fn session(inner: &Inner, backoff: &mut Backoff) -> Result<(), ClientError
         })
         .await?
         .into_inner();
-    inner.connected.store(true, Ordering::Relaxed);
+    inner.set_connected(true);
     while let Some(update) = stream.message().await? {
         backoff.reset();
         let version = update.version;

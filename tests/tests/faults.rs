@@ -1,0 +1,473 @@
+//! Faults under load, end to end on 127.0.0.1. Two allowed clients (bookbuyer) and one refused
+//! client (bookthief) call the bookstore without pause, three requests in flight each, while in
+//! turn: the policy files churn (split weights, an unrelated TrafficTarget, a broken file),
+//! certificates rotate (5 s lifetime: every workload renews every ~3.5 s), the control service
+//! process is killed (SIGKILL) and restarted, and endpoints go and come.
+//!
+//! Every request carries an id and is counted: each allowed one is answered 200 by a backend of
+//! the split, exactly once (the servers keep a ledger of the ids they served); each refused one
+//! gets 403 from the server's authorization and never reaches the application; no request fails.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use smi_client::control::ControlAddr;
+use smi_client::{Mesh, MeshClient, MeshConfig};
+use smi_control::ca::CaStore;
+use smi_control::enroll::JoinTokens;
+use smi_core::ServiceAccount;
+use smi_server::AuthorizeLayer;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+const WAIT: Duration = Duration::from_secs(15);
+const CERTIFICATE_TTL_MS: &str = "5000";
+const ACCESS: &str = include_str!("../../examples/bookstore/policy/bookstore-access.yaml");
+const BUY: &str = "http://bookstore.bookstore/buy-a-book/new";
+const IN_FLIGHT: usize = 3;
+
+fn split(v1: u32, v2: u32) -> String {
+    format!(
+        "apiVersion: split.smi-spec.io/v1alpha4\nkind: TrafficSplit\nmetadata: {{name: bookstore-split, namespace: bookstore}}\nspec:\n  service: bookstore\n  backends:\n  - {{service: bookstore-v1, weight: {v1}}}\n  - {{service: bookstore-v2, weight: {v2}}}\n"
+    )
+}
+
+/// A TrafficTarget that concerns neither client: churn that must change no decision.
+const UNRELATED: &str = "apiVersion: access.smi-spec.io/v1alpha3\nkind: TrafficTarget\nmetadata: {name: reader, namespace: bookstore}\nspec:\n  destination: {kind: ServiceAccount, name: bookstore, namespace: bookstore}\n  sources:\n  - {kind: ServiceAccount, name: bookreader, namespace: bookreader}\n  rules:\n  - {kind: HTTPRouteGroup, name: bookstore-service-routes, matches: [books-bought]}\n";
+
+/// Writes a policy file the way tools do (a temporary file renamed into place).
+fn write(dir: &Path, name: &str, text: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(tmp, dir.join(name)).unwrap();
+}
+
+/// The control service in its own process (`src/bin/smi-test-control.rs`).
+struct Control {
+    process: tokio::process::Child,
+    api: SocketAddr,
+}
+
+impl Control {
+    async fn spawn(policy: &Path, state: &Path, listen: &str) -> Control {
+        let mut process = tokio::process::Command::new(env!("CARGO_BIN_EXE_smi-test-control"))
+            .arg(policy)
+            .arg(state)
+            .arg(listen)
+            .arg(CERTIFICATE_TTL_MS)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdout = process.stdout.take().unwrap();
+        let line = tokio::time::timeout(WAIT, BufReader::new(stdout).lines().next_line())
+            .await
+            .expect("the control process is ready within 15 s")
+            .unwrap()
+            .expect("the control process printed its addresses");
+        let api = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        Control { process, api }
+    }
+}
+
+/// Which backend served each request id (every server appends to it).
+type Ledger = Arc<Mutex<HashMap<String, Vec<String>>>>;
+
+struct Server {
+    mesh: Mesh,
+    registrations: Vec<smi_client::mesh::Registration>,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.serving.abort();
+    }
+}
+
+struct Bench {
+    _dir: tempfile::TempDir,
+    policy: PathBuf,
+    state: PathBuf,
+    control: Control,
+    ledger: Ledger,
+}
+
+impl Bench {
+    async fn start() -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        let (policy, state) = (dir.path().join("policy"), dir.path().join("state"));
+        std::fs::create_dir_all(&policy).unwrap();
+        write(&policy, "access.yaml", ACCESS);
+        write(&policy, "split.yaml", &split(50, 50));
+        let control = Control::spawn(&policy, &state, "127.0.0.1:0").await;
+        Bench {
+            _dir: dir,
+            policy,
+            state,
+            control,
+            ledger: Ledger::default(),
+        }
+    }
+
+    async fn mesh(&self, identity: &str, serves: &[&str], calls: &[&str]) -> Mesh {
+        let store = CaStore::new(&self.state);
+        let ca = store.load("cluster.local").unwrap();
+        let tokens = JoinTokens::new(&store.token_key().unwrap(), "cluster.local");
+        let serves: Vec<ServiceAccount> = serves.iter().map(|s| s.parse().unwrap()).collect();
+        let token = tokens.create(
+            &identity.parse().unwrap(),
+            &serves,
+            Duration::from_secs(600),
+            ca.bundle(),
+        );
+        let control = ControlAddr::parse(&self.control.api.to_string()).unwrap();
+        let config = MeshConfig::new(control, token)
+            .calls(calls.iter().copied())
+            .workload(identity);
+        Mesh::start(config).await.unwrap()
+    }
+
+    /// A bookstore server (ServiceAccount bookstore/bookstore) registered as `service`; it
+    /// answers with its name and the request's id, and writes the id in the ledger.
+    async fn server(&self, service: &str, name: &'static str) -> Server {
+        let mesh = self
+            .mesh(
+                "bookstore/bookstore",
+                &[&format!("bookstore/{service}")],
+                &[],
+            )
+            .await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let ledger = self.ledger.clone();
+        let router = Router::new().fallback(move |headers: HeaderMap| {
+            let ledger = ledger.clone();
+            async move {
+                let id = headers
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                ledger
+                    .lock()
+                    .unwrap()
+                    .entry(id.clone())
+                    .or_default()
+                    .push(name.to_owned());
+                [("x-backend", name.to_owned()), ("x-request-id", id)]
+            }
+        });
+        let app = tower_layer::Layer::layer(&AuthorizeLayer::new(mesh.clone()), router);
+        let registrations = vec![mesh.register(&format!("bookstore/{service}"), addr)];
+        let serving = {
+            let mesh = mesh.clone();
+            tokio::spawn(async move { smi_server::serve(listener, &mesh, app).await })
+        };
+        Server {
+            mesh,
+            registrations,
+            serving,
+            addr,
+        }
+    }
+}
+
+/// What happened to one request.
+#[derive(Debug)]
+enum Outcome {
+    Answered {
+        status: StatusCode,
+        backend: Option<String>,
+        echoed: Option<String>,
+    },
+    Failed(String),
+}
+
+/// Sends requests, `IN_FLIGHT` at a time, until `stop`; every one is counted in `progress`.
+async fn load(
+    name: &'static str,
+    mesh: Mesh,
+    stop: watch::Receiver<bool>,
+    progress: Arc<watch::Sender<u64>>,
+) -> Vec<(String, Outcome)> {
+    let client = MeshClient::<Full<Bytes>>::new(mesh);
+    let mut lanes = Vec::new();
+    for lane in 0..IN_FLIGHT {
+        let (client, stop, progress) = (client.clone(), stop.clone(), progress.clone());
+        lanes.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for n in 0.. {
+                if *stop.borrow() {
+                    break;
+                }
+                let id = format!("{name}-{lane}-{n}");
+                let request = Request::get(BUY)
+                    .header("x-request-id", &id)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                let outcome = match client.send(request).await {
+                    Ok(response) => {
+                        let header = |h: &str| {
+                            response
+                                .headers()
+                                .get(h)
+                                .map(|v| v.to_str().unwrap().to_owned())
+                        };
+                        let (backend, echoed) = (header("x-backend"), header("x-request-id"));
+                        let status = response.status();
+                        match response.into_body().collect().await {
+                            Ok(_) => Outcome::Answered {
+                                status,
+                                backend,
+                                echoed,
+                            },
+                            Err(e) => Outcome::Failed(format!("body: {e}")),
+                        }
+                    }
+                    Err(e) => Outcome::Failed(e.to_string()),
+                };
+                outcomes.push((id, outcome));
+                progress.send_modify(|n| *n += 1);
+            }
+            outcomes
+        }));
+    }
+    let mut all = Vec::new();
+    for lane in lanes {
+        all.extend(lane.await.unwrap());
+    }
+    all
+}
+
+/// Waits until `n` more requests (of all clients) have completed.
+async fn requests_pass(progress: &watch::Sender<u64>, n: u64) {
+    let mut seen = progress.subscribe();
+    let target = *seen.borrow() + n;
+    tokio::time::timeout(WAIT, seen.wait_for(|done| *done >= target))
+        .await
+        .unwrap_or_else(|_| panic!("{n} requests did not complete within 15 s"))
+        .unwrap();
+}
+
+/// Waits until every mesh has applied a policy newer than the one it had when `before` was
+/// taken.
+async fn all_apply_a_newer_policy(meshes: &[&Mesh], before: &[u64]) {
+    for (mesh, before) in meshes.iter().zip(before) {
+        tokio::time::timeout(WAIT, mesh.changed().wait_for(|v| v > before))
+            .await
+            .expect("the policy change reaches every workload within 15 s")
+            .unwrap();
+    }
+}
+
+fn versions(meshes: &[&Mesh]) -> Vec<u64> {
+    meshes.iter().map(|m| m.policy().version).collect()
+}
+
+/// Waits until `done` holds for the mesh's status (re-checked on every status change).
+async fn status_until(mesh: &Mesh, what: &str, mut done: impl FnMut(&Mesh) -> bool) {
+    let mut changes = mesh.status_changed();
+    tokio::time::timeout(WAIT, async {
+        while !done(mesh) {
+            changes.changed().await.unwrap();
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}: not within 15 s"));
+}
+
+/// Waits until the mesh sees exactly `addrs` as the endpoints of `service`.
+async fn endpoints_are(mesh: &Mesh, service: &str, addrs: &[SocketAddr]) {
+    let mut changes = mesh.changed();
+    let matches = |mesh: &Mesh| {
+        let mut seen: Vec<SocketAddr> = mesh
+            .policy()
+            .endpoints("bookstore", service)
+            .iter()
+            .map(|e| e.addr)
+            .collect();
+        seen.sort();
+        let mut want = addrs.to_vec();
+        want.sort();
+        seen == want
+    };
+    tokio::time::timeout(WAIT, async {
+        while !matches(mesh) {
+            changes.changed().await.unwrap();
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{service} endpoints did not become {addrs:?} within 15 s"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_is_answered_or_refused_exactly_as_policy_says_through_faults() {
+    let mut bench = Bench::start().await;
+    let v1a = bench.server("bookstore-v1", "v1a").await;
+    let mut v1b = bench.server("bookstore-v1", "v1b").await;
+    let v2a = bench.server("bookstore-v2", "v2a").await;
+    let calls = ["bookstore/bookstore"];
+    let buyer1 = bench.mesh("bookbuyer/bookbuyer", &[], &calls).await;
+    let buyer2 = bench.mesh("bookbuyer/bookbuyer", &[], &calls).await;
+    let thief = bench.mesh("bookthief/bookthief", &[], &calls).await;
+    let clients = [&buyer1, &buyer2, &thief];
+    for mesh in clients {
+        endpoints_are(mesh, "bookstore-v1", &[v1a.addr, v1b.addr]).await;
+        endpoints_are(mesh, "bookstore-v2", &[v2a.addr]).await;
+    }
+
+    let (stop, stopped) = watch::channel(false);
+    let progress = Arc::new(watch::Sender::new(0u64));
+    let loads = [
+        ("buyer1", buyer1.clone()),
+        ("buyer2", buyer2.clone()),
+        ("thief", thief.clone()),
+    ]
+    .map(|(name, mesh)| tokio::spawn(load(name, mesh, stopped.clone(), progress.clone())));
+    requests_pass(&progress, 300).await;
+
+    // 1. Policy churn: split weights, an unrelated TrafficTarget, a broken file (the last good
+    //    policy keeps serving), then both removed.
+    for (v1, v2) in [(90, 10), (10, 90), (50, 50)] {
+        let before = versions(&clients);
+        write(&bench.policy, "split.yaml", &split(v1, v2));
+        all_apply_a_newer_policy(&clients, &before).await;
+        requests_pass(&progress, 150).await;
+    }
+    // The TrafficTarget concerns the servers' identity only: the clients' view does not change.
+    let servers = [&v1a.mesh];
+    let before = versions(&servers);
+    write(&bench.policy, "unrelated.yaml", UNRELATED);
+    all_apply_a_newer_policy(&servers, &before).await;
+    write(
+        &bench.policy,
+        "broken.yaml",
+        "kind: TrafficTarget\nspec: [unclosed\n",
+    );
+    requests_pass(&progress, 300).await;
+    let before = versions(&servers);
+    std::fs::remove_file(bench.policy.join("broken.yaml")).unwrap();
+    std::fs::remove_file(bench.policy.join("unrelated.yaml")).unwrap();
+    all_apply_a_newer_policy(&servers, &before).await;
+    requests_pass(&progress, 150).await;
+
+    // 2. Certificate rotation: every client and a server renew twice under load.
+    for mesh in clients.into_iter().chain([&v1a.mesh]) {
+        let first = mesh.credentials().chain_der()[0].clone();
+        let mut seen = vec![first];
+        status_until(mesh, "two renewals", |m| {
+            let now = m.credentials().chain_der()[0].clone();
+            if !seen.contains(&now) {
+                seen.push(now);
+            }
+            seen.len() >= 3
+        })
+        .await;
+    }
+
+    // 3. The control service is killed and restarted on the same address.
+    let api = bench.control.api.to_string();
+    bench.control.process.kill().await.unwrap();
+    for mesh in clients {
+        status_until(mesh, "noticing the control is gone", |m| {
+            !m.status().connected
+        })
+        .await;
+    }
+    requests_pass(&progress, 150).await;
+    bench.control = Control::spawn(&bench.policy, &bench.state, &api).await;
+    for mesh in clients {
+        status_until(mesh, "reconnecting", |m| m.status().connected).await;
+    }
+    requests_pass(&progress, 300).await;
+
+    // 4. Endpoints go (deregistered, then stopped once every client stopped using it) and come.
+    v1b.registrations.clear(); // deregisters: the control tells every client
+    for mesh in clients {
+        endpoints_are(mesh, "bookstore-v1", &[v1a.addr]).await;
+    }
+    drop(v1b);
+    requests_pass(&progress, 150).await;
+    let v2b = bench.server("bookstore-v2", "v2b").await;
+    for mesh in clients {
+        endpoints_are(mesh, "bookstore-v2", &[v2a.addr, v2b.addr]).await;
+    }
+    requests_pass(&progress, 600).await;
+
+    stop.send(true).unwrap();
+    let mut outcomes = HashMap::new();
+    for (name, load) in ["buyer1", "buyer2", "thief"].iter().zip(loads) {
+        outcomes.insert(*name, load.await.unwrap());
+    }
+    let ledger = bench.ledger.lock().unwrap().clone();
+
+    // Count every request.
+    let mut allowed = 0;
+    let mut by_backend: HashMap<String, usize> = HashMap::new();
+    for (client, requests) in &outcomes {
+        for (id, outcome) in requests {
+            match outcome {
+                Outcome::Answered {
+                    status,
+                    backend,
+                    echoed,
+                } if client.starts_with("buyer") => {
+                    assert_eq!(*status, StatusCode::OK, "allowed request {id} denied");
+                    assert_eq!(
+                        echoed.as_deref(),
+                        Some(id.as_str()),
+                        "{id} answered for another"
+                    );
+                    let backend = backend.clone().unwrap();
+                    assert_eq!(
+                        ledger.get(id),
+                        Some(&vec![backend.clone()]),
+                        "{id} must be served once, by the backend that answered"
+                    );
+                    *by_backend.entry(backend).or_default() += 1;
+                    allowed += 1;
+                }
+                Outcome::Answered {
+                    status,
+                    backend,
+                    echoed,
+                } => {
+                    assert_eq!(*status, StatusCode::FORBIDDEN, "refused request {id}");
+                    assert_eq!((backend, echoed), (&None, &None), "{id} reached the app");
+                    assert!(!ledger.contains_key(id), "{id} reached the app");
+                }
+                Outcome::Failed(e) => panic!("request {id} from {client} was lost: {e}"),
+            }
+        }
+    }
+    // No request the clients did not count was served (no duplicates, no strays).
+    assert_eq!(
+        ledger.len(),
+        allowed,
+        "served ids beyond the counted requests"
+    );
+    let refused = outcomes["thief"].len();
+    eprintln!("allowed {allowed} (by backend {by_backend:?}), refused {refused}, lost 0");
+    assert!(
+        allowed >= 1000 && refused >= 300,
+        "too few requests: {allowed}, {refused}"
+    );
+    // Every backend served, the one that came last included.
+    for backend in ["v1a", "v1b", "v2a", "v2b"] {
+        assert!(
+            by_backend.get(backend).copied().unwrap_or(0) > 0,
+            "{backend} served nothing"
+        );
+    }
+    drop((v1a, v2a, v2b));
+}
