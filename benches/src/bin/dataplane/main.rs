@@ -16,12 +16,15 @@
 //! flight on one HTTP/2 connection, closed loop), one request at a time (latency per request),
 //! and two fixed rates (open loop at 1/8 and 1/4 of A's saturation rate, measured at warm-up;
 //! `run` says why not 1/2). gRPC unary
-//! calls over tonic are measured for A, B and C in the first two modes. The control service runs
+//! calls over tonic are measured for A, B and C in the first two modes. At saturation, the CPU
+//! time of every process on the path (generator, server, sidecars) is divided by the requests
+//! served: the CPU cost of one request, end to end. The control service runs
 //! in this process and is idle while measuring. Last line, for scripts:
 //! `ratios: C/B=<x> C/D=<y> C-A_p50_us=<z> C/B_p99=<w>` (throughput, throughput, added latency
 //! one request at a time, fixed-rate p99).
 
 mod call;
+mod cpu;
 mod load;
 mod sidecars;
 
@@ -184,12 +187,16 @@ async fn server_role() -> Result<(), Error> {
 struct Variant {
     name: &'static str,
     call: Call,
+    /// The processes on its path besides the generator and the server (the sidecars).
+    proxies: Vec<u32>,
 }
 
 /// The figures of one variant, one value per round.
 #[derive(Default)]
 struct Figures {
     rps: Vec<f64>,
+    /// CPU microseconds per request at saturation, all processes on the path.
+    cpu_us: Vec<f64>,
     one: Vec<Quantiles>,
     /// At the low and the high fixed rate.
     fixed: [Vec<Quantiles>; 2],
@@ -323,6 +330,7 @@ async fn run(quick: bool, only: Option<String>, rate: Option<f64>) -> Result<(),
                 Http::Plain(h2(tcp(a_addr).await?).await?),
                 format!("http://{a_addr}{PATH}"),
             ),
+            proxies: Vec::new(),
         },
         Variant {
             name: "B rustls mTLS",
@@ -330,6 +338,7 @@ async fn run(quick: bool, only: Option<String>, rate: Option<f64>) -> Result<(),
                 Http::Plain(h2(mtls(&client_mesh, b_addr).await?).await?),
                 format!("https://{b_addr}{PATH}"),
             ),
+            proxies: Vec::new(),
         },
         Variant {
             name: "C mesh",
@@ -337,12 +346,14 @@ async fn run(quick: bool, only: Option<String>, rate: Option<f64>) -> Result<(),
                 Http::Mesh(MeshClient::new(client_mesh.clone())),
                 format!("http://data.bench{PATH}"),
             ),
+            proxies: Vec::new(),
         },
     ];
     let mut grpc = vec![
         Variant {
             name: "A plain h2c",
             call: grpc_plain(h2(tcp(a_addr).await?).await?, format!("http://{a_addr}"))?,
+            proxies: Vec::new(),
         },
         Variant {
             name: "B rustls mTLS",
@@ -350,6 +361,7 @@ async fn run(quick: bool, only: Option<String>, rate: Option<f64>) -> Result<(),
                 h2(mtls(&client_mesh, b_addr).await?).await?,
                 format!("https://{b_addr}"),
             )?,
+            proxies: Vec::new(),
         },
         Variant {
             name: "C mesh",
@@ -357,6 +369,7 @@ async fn run(quick: bool, only: Option<String>, rate: Option<f64>) -> Result<(),
                 MeshClient::new(client_mesh.clone()),
                 "http://data.bench".parse()?,
             ))),
+            proxies: Vec::new(),
         },
     ];
     let sidecar_dir = tempfile::tempdir()?;
@@ -365,6 +378,7 @@ async fn run(quick: bool, only: Option<String>, rate: Option<f64>) -> Result<(),
         let (d_addr, processes) = sidecars::start(&control, sidecar_dir.path(), a_addr).await?;
         http.push(Variant {
             name: "D HAProxy pair",
+            proxies: processes.iter().filter_map(|p| p.id()).collect(),
             call: get(
                 Http::Plain(h2(tcp(d_addr).await?).await?),
                 format!("http://{d_addr}{PATH}"),
@@ -400,16 +414,31 @@ async fn run(quick: bool, only: Option<String>, rate: Option<f64>) -> Result<(),
 
     let mut figures: Vec<Figures> = http.iter().map(|_| Figures::default()).collect();
     let mut grpc_figures: Vec<Figures> = grpc.iter().map(|_| Figures::default()).collect();
+    let server_pid = server.id().ok_or("the server exited")?;
+    let measure = async |v: &Variant, f: &mut Figures, window: Duration| -> Result<(), Error> {
+        let pids: Vec<u32> = [std::process::id(), server_pid]
+            .into_iter()
+            .chain(v.proxies.iter().copied())
+            .collect();
+        let before = cpu::seconds(&pids);
+        let rps = load::saturation(&v.call, window).await?;
+        if let (Some(before), Some(after)) = (before, cpu::seconds(&pids)) {
+            f.cpu_us
+                .push((after - before) / (rps * window.as_secs_f64()) * 1e6);
+        }
+        f.rps.push(rps);
+        Ok(())
+    };
     for _ in 0..rounds {
         for (v, f) in http.iter().zip(&mut figures) {
-            f.rps.push(load::saturation(&v.call, window).await?);
+            measure(v, f, window).await?;
             f.one.push(load::one_at_a_time(&v.call, window / 2).await?);
             for (rate, fixed) in rates.iter().zip(&mut f.fixed) {
                 fixed.push(load::fixed_rate(&v.call, *rate, window / 2).await?);
             }
         }
         for (v, f) in grpc.iter().zip(&mut grpc_figures) {
-            f.rps.push(load::saturation(&v.call, window * 3 / 4).await?);
+            measure(v, f, window * 3 / 4).await?;
             f.one
                 .push(load::one_at_a_time(&v.call, window * 3 / 8).await?);
         }
@@ -423,6 +452,7 @@ async fn run(quick: bool, only: Option<String>, rate: Option<f64>) -> Result<(),
         &[
             "variant",
             "req/s (64 in flight)",
+            "CPU us/req",
             "1-at-a-time p50",
             "1-at-a-time p99",
         ],
@@ -430,6 +460,7 @@ async fn run(quick: bool, only: Option<String>, rate: Option<f64>) -> Result<(),
             [
                 v.name.to_owned(),
                 spread(&f.rps, 0),
+                spread(&f.cpu_us, 1),
                 spread(&Figures::pick(&f.one, |q| q.p50), 0),
                 spread(&Figures::pick(&f.one, |q| q.p99), 0),
             ]
@@ -461,6 +492,7 @@ async fn run(quick: bool, only: Option<String>, rate: Option<f64>) -> Result<(),
         &[
             "variant",
             "calls/s (64 in flight)",
+            "CPU us/req",
             "1-at-a-time p50",
             "1-at-a-time p99",
         ],
@@ -468,6 +500,7 @@ async fn run(quick: bool, only: Option<String>, rate: Option<f64>) -> Result<(),
             [
                 v.name.to_owned(),
                 spread(&f.rps, 0),
+                spread(&f.cpu_us, 1),
                 spread(&Figures::pick(&f.one, |q| q.p50), 0),
                 spread(&Figures::pick(&f.one, |q| q.p99), 0),
             ]
