@@ -150,6 +150,7 @@ impl From<Result<Permit<'_>, Denied>> for Decision {
                 rule_index,
                 rule,
                 matched,
+                ..
             }) => Decision::Granted {
                 target: target.name.clone(),
                 rule_index,

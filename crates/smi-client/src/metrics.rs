@@ -10,8 +10,9 @@ use std::fmt::Write;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+pub use opentelemetry::StringValue;
 use opentelemetry::metrics::{Counter, Histogram, MeterProvider as _};
-use opentelemetry::{KeyValue, StringValue, Value};
+use opentelemetry::{KeyValue, Value};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
 use opentelemetry_sdk::metrics::reader::MetricReader;

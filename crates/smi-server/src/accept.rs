@@ -51,11 +51,7 @@ pub fn accept(
         match peer_spiffe_id(session.peer_certificates()) {
             Ok(identity) => Some(Ok(MeshStream {
                 inner: tls,
-                peer: Peer {
-                    identity,
-                    addr,
-                    local,
-                },
+                peer: Peer::new(identity, addr, local),
             })),
             Err(reason) => {
                 tracing::debug!(%addr, %reason, "connection without a usable SPIFFE ID; closing");

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{Either, Full};
 use smi_client::Mesh;
-use smi_client::metrics::{Direction, Observation};
+use smi_client::metrics::{Direction, Observation, StringValue};
 use smi_core::policy::{self, HttpRequest};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -62,8 +62,8 @@ where
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let started = Instant::now();
-        let source = peer_of(&request)
-            .map_or_else(|| "unauthenticated".to_owned(), |p| p.identity.to_string());
+        let source: StringValue = peer_of(&request)
+            .map_or_else(|| "unauthenticated".into(), |p| p.identity_text().into());
         match self.decide(&request) {
             Ok(route) => AuthorizeFuture::Allowed {
                 inner: self.inner.call(request),
@@ -79,7 +79,7 @@ where
                 Pending {
                     mesh: self.mesh.clone(),
                     source,
-                    route: "denied".to_owned(),
+                    route: "denied".into(),
                     started,
                 }
                 .record(response.status().as_u16());
@@ -95,8 +95,8 @@ where
 #[derive(Debug)]
 pub struct Pending {
     mesh: Mesh,
-    source: String,
-    route: String,
+    source: StringValue,
+    route: StringValue,
     started: Instant,
 }
 
@@ -104,9 +104,9 @@ impl Pending {
     fn record(self, status: u16) {
         self.mesh.metrics().record(Observation {
             direction: Direction::Inbound,
-            source: self.source.into(),
+            source: self.source,
             destination: self.mesh.identity_text().into(),
-            route: self.route.into(),
+            route: self.route,
             status,
             duration: self.started.elapsed(),
         });
@@ -115,7 +115,7 @@ impl Pending {
 
 impl<S> Authorize<S> {
     /// `Ok` carries what allowed it (the metrics' route label), `Err` the reason's short code.
-    fn decide<B>(&self, request: &Request<B>) -> Result<String, &'static str> {
+    fn decide<B>(&self, request: &Request<B>) -> Result<StringValue, &'static str> {
         let Some(peer) = peer_of(request) else {
             return Err("unauthenticated");
         };
@@ -137,7 +137,7 @@ impl<S> Authorize<S> {
             .snapshot
             .authorize(self.mesh.identity(), Some(&peer.identity), &decision)
         {
-            Ok(permit) => Ok(permit.to_string()),
+            Ok(permit) => Ok(permit.label().into()),
             Err(denied) => {
                 tracing::debug!(peer = %peer.identity, path = request.uri().path(), reason = %denied, "request denied");
                 Err(denied.code())

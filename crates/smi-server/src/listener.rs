@@ -39,11 +39,7 @@ impl MeshListener {
         let local = listener.local_addr()?;
         Ok(Self {
             connections: Box::pin(accept(listener, mesh)),
-            local: Peer {
-                identity: mesh.identity().clone(),
-                addr: local,
-                local,
-            },
+            local: Peer::new(mesh.identity().clone(), local, local),
         })
     }
 }

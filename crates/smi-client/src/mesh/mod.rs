@@ -13,7 +13,7 @@ mod state;
 mod watch;
 
 pub use register::Registration;
-pub use state::{Endpoint, PolicyState};
+pub use state::{Endpoint, PolicyState, ServiceEndpoints};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

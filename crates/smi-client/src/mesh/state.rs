@@ -1,13 +1,17 @@
 //! What a workload knows of the mesh at one version: the compiled policy and the endpoints of
 //! the services it calls. Immutable; a new update builds a new one.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use smi_core::model::PolicySet;
 use smi_core::proto::v1;
 use smi_core::{Options, Snapshot, SpiffeId};
+
+// hashbrown's default hasher (foldhash) is several times faster than SipHash on these short
+// keys, and every outbound request looks a service up. The keys are names from the policy, not
+// attacker-chosen input.
+type HashMap<K, V> = hashbrown::HashMap<K, V>;
 
 /// One serving workload, and the identity it must present.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,12 +20,20 @@ pub struct Endpoint {
     pub identity: SpiffeId,
 }
 
+/// The endpoints of one service, and its `namespace/name` made once (it labels the metrics of
+/// every request sent to it).
+#[derive(Clone, Debug)]
+pub struct ServiceEndpoints {
+    pub label: Arc<str>,
+    pub endpoints: Arc<[Endpoint]>,
+}
+
 #[derive(Debug)]
 pub struct PolicyState {
     pub version: u64,
     pub snapshot: Snapshot,
     /// namespace -> service -> endpoints (nested, so lookups by `&str` allocate nothing).
-    endpoints: HashMap<String, HashMap<String, Arc<[Endpoint]>>>,
+    endpoints: HashMap<String, HashMap<String, ServiceEndpoints>>,
 }
 
 impl PolicyState {
@@ -45,7 +57,7 @@ impl PolicyState {
         let options = Options::default()
             .trust_domain(trust_domain)
             .permissive(update.permissive);
-        let mut endpoints: HashMap<String, HashMap<String, Arc<[Endpoint]>>> = HashMap::new();
+        let mut endpoints: HashMap<String, HashMap<String, ServiceEndpoints>> = HashMap::new();
         for service in &update.endpoints {
             let list = service
                 .endpoints
@@ -68,10 +80,17 @@ impl PolicyState {
                     })
                 })
                 .collect::<Result<Vec<_>, String>>()?;
+            let label = format!("{}/{}", service.namespace, service.name).into();
             endpoints
                 .entry(service.namespace.clone())
                 .or_default()
-                .insert(service.name.clone(), list.into());
+                .insert(
+                    service.name.clone(),
+                    ServiceEndpoints {
+                        label,
+                        endpoints: list.into(),
+                    },
+                );
         }
         Ok(Self {
             version: update.version,
@@ -86,7 +105,7 @@ impl PolicyState {
     pub(crate) fn keep_endpoints_unknown_here(&mut self, previous: &PolicyState) {
         for (namespace, services) in &previous.endpoints {
             for (name, endpoints) in services {
-                if endpoints.is_empty() || !self.endpoints(namespace, name).is_empty() {
+                if endpoints.endpoints.is_empty() || !self.endpoints(namespace, name).is_empty() {
                     continue;
                 }
                 self.endpoints
@@ -97,18 +116,20 @@ impl PolicyState {
         }
     }
 
-    /// The endpoints of `namespace/name`; empty if none are known.
-    pub fn endpoints(&self, namespace: &str, name: &str) -> &[Endpoint] {
+    /// The service `namespace/name`, if the control told us about it (we subscribed to it).
+    pub fn service(&self, namespace: &str, name: &str) -> Option<&ServiceEndpoints> {
         self.endpoints
             .get(namespace)
             .and_then(|by_name| by_name.get(name))
-            .map_or(&[], |e| e)
+    }
+
+    /// The endpoints of `namespace/name`; empty if none are known.
+    pub fn endpoints(&self, namespace: &str, name: &str) -> &[Endpoint] {
+        self.service(namespace, name).map_or(&[], |s| &s.endpoints)
     }
 
     /// Whether the control told us about this service at all (we subscribed to it).
     pub fn knows(&self, namespace: &str, name: &str) -> bool {
-        self.endpoints
-            .get(namespace)
-            .is_some_and(|by_name| by_name.contains_key(name))
+        self.service(namespace, name).is_some()
     }
 }

@@ -17,7 +17,6 @@ pub use body::OutboundBody;
 pub use error::OutboundError;
 pub use layer::{MeshLayer, MeshOr};
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -34,10 +33,13 @@ use crate::mesh::{Endpoint, Mesh};
 use crate::metrics::{Direction, Observation};
 use endpoint::EndpointConns;
 
+/// Connection state by endpoint address (hashbrown's foldhash: looked up on every request).
+type ConnsMap<B> = hashbrown::HashMap<SocketAddr, Arc<EndpointConns<B>>>;
+
 /// Calls mesh services. Cheap to clone; clones share connections.
 pub struct MeshClient<B> {
     mesh: Mesh,
-    conns: Arc<ArcSwap<HashMap<SocketAddr, Arc<EndpointConns<B>>>>>,
+    conns: Arc<ArcSwap<ConnsMap<B>>>,
 }
 
 impl<B> Clone for MeshClient<B> {
@@ -74,7 +76,7 @@ impl<B: OutboundBody> MeshClient<B> {
     /// Sends one request (what `Service::call` does), and records it in the mesh's metrics.
     pub async fn send(&self, request: Request<B>) -> Result<Response<Incoming>, OutboundError> {
         let started = std::time::Instant::now();
-        let mut destination = String::new();
+        let mut destination = None;
         let result = self.route_and_send(request, &mut destination).await;
         let status = match &result {
             Ok(response) => response.status().as_u16(),
@@ -83,11 +85,7 @@ impl<B: OutboundBody> MeshClient<B> {
         self.mesh.metrics().record(Observation {
             direction: Direction::Outbound,
             source: self.mesh.identity_text().into(),
-            destination: if destination.is_empty() {
-                "unknown".into()
-            } else {
-                destination.into()
-            },
+            destination: destination.map_or_else(|| "unknown".into(), Into::into),
             route: if result.is_ok() { "sent" } else { "error" }.into(),
             status,
             duration: started.elapsed(),
@@ -98,7 +96,7 @@ impl<B: OutboundBody> MeshClient<B> {
     async fn route_and_send(
         &self,
         request: Request<B>,
-        destination: &mut String,
+        destination: &mut Option<Arc<str>>,
     ) -> Result<Response<Incoming>, OutboundError> {
         let authority = authority_of(&request).ok_or(OutboundError::NoAuthority)?;
         let policy = self.mesh.policy_full();
@@ -116,15 +114,13 @@ impl<B: OutboundBody> MeshClient<B> {
                 .map_or(service.name, |b| b.service.as_str())
         };
         let namespace = service.namespace;
-        destination.push_str(namespace);
-        destination.push('/');
-        destination.push_str(backend);
-        if !policy.knows(namespace, backend) {
-            return Err(OutboundError::UnknownService(format!(
-                "{namespace}/{backend}"
-            )));
-        }
-        let endpoints = policy.endpoints(namespace, backend);
+        let Some(known) = policy.service(namespace, backend) else {
+            let name = format!("{namespace}/{backend}");
+            *destination = Some(name.as_str().into());
+            return Err(OutboundError::UnknownService(name));
+        };
+        *destination = Some(known.label.clone());
+        let endpoints = &known.endpoints[..];
         if endpoints.is_empty() {
             return Err(OutboundError::NoEndpoints(format!("{namespace}/{backend}")));
         }
@@ -172,7 +168,7 @@ impl<B: OutboundBody> MeshClient<B> {
         }
         let fresh = Arc::new(EndpointConns::new(endpoint.addr, endpoint.identity.clone()));
         self.conns.rcu(|map| {
-            let mut map = HashMap::clone(map);
+            let mut map = ConnsMap::clone(map);
             map.insert(endpoint.addr, fresh.clone());
             map
         });

@@ -138,6 +138,7 @@ fn permit_json(permit: &Permit<'_>) -> serde_json::Value {
             rule_index,
             rule,
             matched,
+            ..
         } => json!({
             "traffic_target": format!("{}/{}", target.namespace, target.name),
             "source": target.origin.to_string(),

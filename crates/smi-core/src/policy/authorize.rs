@@ -1,6 +1,7 @@
 //! `authorize`: may this source call this destination with this request?
 
 use std::fmt;
+use std::sync::Arc;
 
 use super::Snapshot;
 use super::compile::{CompiledTarget, L4Rule};
@@ -22,18 +23,33 @@ pub enum Permit<'a> {
         rule: &'a Rule,
         /// The HTTPRouteGroup match that matched; `None` for L4 rules.
         matched: Option<&'a str>,
+        /// This permit's `Display`, made when the policy was compiled (shared, for labels).
+        label: &'a Arc<str>,
     },
 }
+
+impl Permit<'_> {
+    /// What this permit says (its `Display`), without formatting it again.
+    pub fn label(&self) -> Arc<str> {
+        match self {
+            Permit::Permissive => Arc::from(PERMISSIVE),
+            Permit::Granted { label, .. } => Arc::clone(label),
+        }
+    }
+}
+
+const PERMISSIVE: &str = "permissive mode allows every request";
 
 impl fmt::Display for Permit<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Permit::Permissive => f.write_str("permissive mode allows every request"),
+            Permit::Permissive => f.write_str(PERMISSIVE),
             Permit::Granted {
                 target,
                 rule_index,
                 rule,
                 matched,
+                ..
             } => {
                 write!(
                     f,
@@ -161,22 +177,24 @@ impl Snapshot {
         target: &'a CompiledTarget,
         request: &Request<'_>,
     ) -> Result<Permit<'a>, Miss> {
-        let granted = |rule_index: usize, matched: Option<&'a str>| Permit::Granted {
-            target: &target.meta,
-            rule_index,
-            rule: &target.rules[rule_index],
-            matched,
-        };
+        let granted =
+            |rule_index: usize, matched: Option<&'a str>, label: &'a Arc<str>| Permit::Granted {
+                target: &target.meta,
+                rule_index,
+                rule: &target.rules[rule_index],
+                matched,
+                label,
+            };
         if let (Some(allowed), Some(port)) = (target.destination_port, request.port)
             && allowed != port
         {
             return Err(Miss::DestinationPort { allowed });
         }
-        let l4 = |rules: &[L4Rule]| {
+        let l4 = |rules: &'a [L4Rule]| {
             rules
                 .iter()
                 .find(|r| r.ports.allows(request.port))
-                .map(|r| granted(r.index, None))
+                .map(|r| granted(r.index, None, &r.label))
                 .ok_or(if rules.is_empty() {
                     Miss::NoRuleForProtocol
                 } else {
@@ -198,8 +216,8 @@ impl Snapshot {
                     .iter()
                     .find_map(|rule| {
                         let group = rule.group.as_ref()?;
-                        let m = group.first_match(rule.selected.as_deref(), http)?;
-                        Some(granted(rule.index, Some(&m.name)))
+                        let (i, m) = group.first_match(rule.selected.as_deref(), http)?;
+                        Some(granted(rule.index, Some(&m.name), &rule.labels[i]))
                     })
                     .ok_or(Miss::NoHttpRuleMatched)
             }

@@ -39,12 +39,17 @@ pub(crate) struct HttpRule {
     pub group: Option<Arc<CompiledGroup>>,
     /// Indices of the selected matches; `None` means every match of the group.
     pub selected: Option<Box<[u32]>>,
+    /// What a permit by each match of the group says (its `Display`), made once: servers label
+    /// the metrics of every request with it.
+    pub labels: Box<[Arc<str>]>,
 }
 
 #[derive(Debug)]
 pub(crate) struct L4Rule {
     pub index: usize,
     pub ports: PortSet,
+    /// What a permit by this rule says (its `Display`), made once.
+    pub label: Arc<str>,
 }
 
 #[derive(Debug)]
@@ -212,10 +217,17 @@ fn compile_target(
                     }
                     indices.into_boxed_slice()
                 });
+                let labels = group.as_ref().map_or_else(Default::default, |g| {
+                    g.matches
+                        .iter()
+                        .map(|m| permit_label(&target.meta, index, rule, Some(&m.name)))
+                        .collect()
+                });
                 http.push(HttpRule {
                     index,
                     group,
                     selected,
+                    labels,
                 });
             }
             RouteKind::Tcp | RouteKind::Udp => {
@@ -232,7 +244,12 @@ fn compile_target(
                     Some([]) => PortSet::Any,
                     Some(ports) => PortSet::Only((*ports).into()),
                 };
-                let rule = L4Rule { index, ports };
+                let label = permit_label(&target.meta, index, rule, None);
+                let rule = L4Rule {
+                    index,
+                    ports,
+                    label,
+                };
                 if protocol == L4Protocol::Tcp {
                     tcp.push(rule);
                 } else {
@@ -249,6 +266,19 @@ fn compile_target(
         tcp: tcp.into_boxed_slice(),
         udp: udp.into_boxed_slice(),
     }
+}
+
+/// The `Display` of the permit granted by a target's rule (and match).
+fn permit_label(meta: &Meta, rule_index: usize, rule: &Rule, matched: Option<&str>) -> Arc<str> {
+    super::Permit::Granted {
+        target: meta,
+        rule_index,
+        rule,
+        matched,
+        label: &Arc::from(""),
+    }
+    .to_string()
+    .into()
 }
 
 fn compile_splits(

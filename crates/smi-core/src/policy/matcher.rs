@@ -81,18 +81,23 @@ impl CompiledGroup {
         }
     }
 
-    /// The first match (in `selected`, or all when `None`) that the request satisfies.
+    /// The first match (in `selected`, or all when `None`) that the request satisfies, with
+    /// its index in the group.
     pub fn first_match<'a>(
         &'a self,
         selected: Option<&[u32]>,
         req: &HttpRequest<'_>,
-    ) -> Option<&'a CompiledMatch> {
+    ) -> Option<(usize, &'a CompiledMatch)> {
         match selected {
-            None => self.matches.iter().find(|m| m.matches(req)),
+            None => self
+                .matches
+                .iter()
+                .enumerate()
+                .find(|(_, m)| m.matches(req)),
             Some(indices) => indices
                 .iter()
-                .filter_map(|&i| self.matches.get(i as usize))
-                .find(|m| m.matches(req)),
+                .filter_map(|&i| Some((i as usize, self.matches.get(i as usize)?)))
+                .find(|(_, m)| m.matches(req)),
         }
     }
 }
