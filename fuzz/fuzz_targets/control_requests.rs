@@ -1,0 +1,63 @@
+//! Run with: cargo fuzz run control_requests   (from fuzz/; needs nightly and cargo-fuzz)
+//!
+//! Arbitrary bytes as the messages a workload sends the control service (the first byte picks
+//! the message), decoded and handled as the control's API does after authentication: a
+//! WatchRequest's services parsed and its policy view computed, a RegisterRequest's endpoints
+//! checked and registered (then removed), an AckRequest recorded. Used or refused, never a
+//! panic. (CertifyRequest's token and CSR have their own targets: `token`, `csr`.)
+#![no_main]
+
+use std::sync::Arc;
+
+use libfuzzer_sys::fuzz_target;
+use prost::Message;
+use smi_control::distribute::{Hub, Subscription};
+use smi_control::registry::Registry;
+use smi_control::status::Status;
+use smi_core::proto::v1;
+use smi_core::{ServiceAccount, SpiffeId};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&kind, message)) = data.split_first() else {
+        return;
+    };
+    let hub = Hub::new(false);
+    let identity: SpiffeId = "spiffe://cluster.local/ns/a/sa/b".parse().expect("an id");
+    match kind % 3 {
+        0 => {
+            if let Ok(req) = v1::WatchRequest::decode(message) {
+                let calls: Result<Vec<ServiceAccount>, _> = req
+                    .services
+                    .iter()
+                    .filter(|s| *s != "*")
+                    .map(|s| s.parse::<ServiceAccount>())
+                    .collect();
+                if let Ok(calls) = calls {
+                    let subscription = Subscription {
+                        identity: identity.account.clone(),
+                        serves: Vec::new(),
+                        calls,
+                        all: req.services.iter().any(|s| s == "*"),
+                    };
+                    let _ = hub.latest().view(&subscription);
+                }
+            }
+        }
+        1 => {
+            if let Ok(req) = v1::RegisterRequest::decode(message) {
+                let registry = Registry::new(Arc::clone(&hub));
+                let granted = [ServiceAccount::new("a", "b")];
+                if let Ok(id) = registry.register(&identity, &granted, &req.endpoints) {
+                    registry.remove(id);
+                }
+            }
+        }
+        _ => {
+            if let Ok(ack) = v1::AckRequest::decode(message) {
+                let status = Status::new();
+                let rejected = (!ack.accepted).then(|| ack.error.clone());
+                status.ack(&identity.to_string(), &ack.workload, ack.version, rejected);
+            }
+        }
+    }
+});
