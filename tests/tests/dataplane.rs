@@ -382,6 +382,61 @@ async fn a_dead_endpoint_is_skipped_and_unknown_services_are_clear_errors() {
     cluster.control.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_to_endpoints_that_left_the_policy_are_dropped() {
+    let cluster = Cluster::start(100, 0).await;
+    let v1 = cluster
+        .server("v1", "bookstore/bookstore", &["bookstore/bookstore-v1"])
+        .await;
+    let mut leaving = cluster
+        .server(
+            "leaving",
+            "bookstore/bookstore",
+            &["bookstore/bookstore-v1"],
+        )
+        .await;
+    let buyer = cluster
+        .mesh("bookbuyer/bookbuyer", &[], &["bookstore/bookstore"])
+        .await;
+    until(&buyer, |p| {
+        p.endpoints("bookstore", "bookstore-v1").len() == 2
+    })
+    .await;
+    let client = MeshClient::new(buyer.clone());
+    // Until both endpoints have served (p2c picks at random).
+    let mut served = std::collections::HashSet::new();
+    tokio::time::timeout(WAIT, async {
+        while served.len() < 2 {
+            served.insert(get(&client, BUY).await.unwrap().1);
+        }
+    })
+    .await
+    .expect("both endpoints serve within 5 s");
+    assert_eq!(client.connected_endpoints(), 2);
+
+    leaving._registrations.clear();
+    until(&buyer, |p| {
+        p.endpoints("bookstore", "bookstore-v1").len() == 1
+    })
+    .await;
+    for _ in 0..10 {
+        assert_eq!(
+            get(&client, BUY).await.unwrap(),
+            (StatusCode::OK, "v1".to_owned())
+        );
+    }
+    assert_eq!(
+        client.connected_endpoints(),
+        1,
+        "the connection to the endpoint that left"
+    );
+    assert_eq!(
+        buyer.policy().endpoints("bookstore", "bookstore-v1")[0].addr,
+        v1.addr
+    );
+    cluster.control.shutdown().await;
+}
+
 /// Talks TLS to a mesh server and tries one HTTP/1.1 request; returns what came back.
 async fn raw_exchange(addr: SocketAddr, config: rustls::ClientConfig) -> Result<Vec<u8>, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

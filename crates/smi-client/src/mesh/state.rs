@@ -128,6 +128,18 @@ impl PolicyState {
         self.service(namespace, name).map_or(&[], |s| &s.endpoints)
     }
 
+    /// Whether some service lists this endpoint, bound to this identity.
+    pub fn lists(&self, addr: SocketAddr, identity: &SpiffeId) -> bool {
+        self.endpoints
+            .values()
+            .flat_map(|by_name| by_name.values())
+            .any(|s| {
+                s.endpoints
+                    .iter()
+                    .any(|e| e.addr == addr && e.identity == *identity)
+            })
+    }
+
     /// Whether the control told us about this service at all (we subscribed to it).
     pub fn knows(&self, namespace: &str, name: &str) -> bool {
         self.service(namespace, name).is_some()

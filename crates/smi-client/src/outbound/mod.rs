@@ -21,6 +21,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
@@ -29,7 +30,7 @@ use http::{HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
 use smi_core::policy::{HttpRequest, ServiceName};
 
-use crate::mesh::{Endpoint, Mesh};
+use crate::mesh::{Endpoint, Mesh, PolicyState};
 use crate::metrics::{Direction, Observation};
 use endpoint::EndpointConns;
 
@@ -39,7 +40,15 @@ type ConnsMap<B> = hashbrown::HashMap<SocketAddr, Arc<EndpointConns<B>>>;
 /// Calls mesh services. Cheap to clone; clones share connections.
 pub struct MeshClient<B> {
     mesh: Mesh,
-    conns: Arc<ArcSwap<ConnsMap<B>>>,
+    conns: Arc<Conns<B>>,
+}
+
+/// The connections of a client (and its clones), by endpoint.
+struct Conns<B> {
+    by_addr: ArcSwap<ConnsMap<B>>,
+    /// The policy version the map was last pruned against: endpoints that left the policy are
+    /// dropped (closing their connections) on the first request after a change.
+    pruned_at: AtomicU64,
 }
 
 impl<B> Clone for MeshClient<B> {
@@ -55,7 +64,7 @@ impl<B> std::fmt::Debug for MeshClient<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MeshClient")
             .field("identity", &self.mesh.identity().to_string())
-            .field("endpoints", &self.conns.load().len())
+            .field("endpoints", &self.connected_endpoints())
             .finish()
     }
 }
@@ -64,7 +73,10 @@ impl<B: OutboundBody> MeshClient<B> {
     pub fn new(mesh: Mesh) -> Self {
         Self {
             mesh,
-            conns: Arc::default(),
+            conns: Arc::new(Conns {
+                by_addr: ArcSwap::default(),
+                pruned_at: AtomicU64::new(0),
+            }),
         }
     }
 
@@ -100,6 +112,7 @@ impl<B: OutboundBody> MeshClient<B> {
     ) -> Result<Response<Incoming>, OutboundError> {
         let authority = authority_of(&request).ok_or(OutboundError::NoAuthority)?;
         let policy = self.mesh.policy_full();
+        self.prune(&policy);
         let snapshot = &policy.snapshot;
         let service =
             ServiceName::parse(authority.as_str(), None, &snapshot.options().cluster_domain)
@@ -161,18 +174,49 @@ impl<B: OutboundBody> MeshClient<B> {
     /// The connection state of an endpoint (created on first use; replaced if the address is
     /// now bound to another identity).
     fn conns_of(&self, endpoint: &Endpoint) -> Arc<EndpointConns<B>> {
-        if let Some(c) = self.conns.load().get(&endpoint.addr)
+        if let Some(c) = self.conns.by_addr.load().get(&endpoint.addr)
             && c.identity == endpoint.identity
         {
             return c.clone();
         }
         let fresh = Arc::new(EndpointConns::new(endpoint.addr, endpoint.identity.clone()));
-        self.conns.rcu(|map| {
+        self.conns.by_addr.rcu(|map| {
             let mut map = ConnsMap::clone(map);
             map.insert(endpoint.addr, fresh.clone());
             map
         });
         fresh
+    }
+}
+
+impl<B> MeshClient<B> {
+    /// How many endpoints this client (with its clones) keeps connection state for: those it
+    /// has called that are still in the policy.
+    pub fn connected_endpoints(&self) -> usize {
+        self.conns.by_addr.load().len()
+    }
+
+    /// Drops the connections to endpoints that are no longer in the policy (or are bound to
+    /// another identity now), once per policy version: one atomic load per request otherwise.
+    fn prune(&self, policy: &PolicyState) {
+        let seen = self.conns.pruned_at.load(Ordering::Relaxed);
+        if seen >= policy.version
+            || self
+                .conns
+                .pruned_at
+                .compare_exchange(seen, policy.version, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        // During a control restart the endpoint lists may be partial; PolicyState keeps the
+        // previous endpoints then, so nothing still serving is dropped here.
+        self.conns.by_addr.rcu(|map| {
+            map.iter()
+                .filter(|(addr, c)| policy.lists(**addr, &c.identity))
+                .map(|(addr, c)| (*addr, c.clone()))
+                .collect::<ConnsMap<B>>()
+        });
     }
 }
 
