@@ -123,38 +123,37 @@ impl Metrics {
             return format!("# collecting metrics failed: {e}\n");
         }
         let mut out = String::new();
-        for scope in collected.scope_metrics() {
-            for metric in scope.metrics() {
-                match metric.data() {
-                    AggregatedMetrics::F64(MetricData::Histogram(histogram)) => {
-                        let _ =
-                            writeln!(out, "# HELP {REQUESTS} Requests through the mesh layers.");
-                        let _ = writeln!(out, "# TYPE {REQUESTS} counter");
-                        for point in histogram.data_points() {
-                            let labels = labels(point.attributes(), None);
-                            let _ = writeln!(out, "{REQUESTS}{labels} {}", point.count());
-                        }
-                        let name = format!("{}_seconds", metric.name());
-                        let _ = writeln!(out, "# HELP {name} {}", metric.description());
-                        let _ = writeln!(out, "# TYPE {name} histogram");
-                        for point in histogram.data_points() {
-                            let mut cumulative = 0;
-                            let bounds: Vec<f64> = point.bounds().collect();
-                            for (i, count) in point.bucket_counts().enumerate() {
-                                cumulative += count;
-                                let le = bounds
-                                    .get(i)
-                                    .map_or_else(|| "+Inf".to_owned(), ToString::to_string);
-                                let labels = labels(point.attributes(), Some(&le));
-                                let _ = writeln!(out, "{name}_bucket{labels} {cumulative}");
-                            }
-                            let labels = labels(point.attributes(), None);
-                            let _ = writeln!(out, "{name}_sum{labels} {}", point.sum());
-                            let _ = writeln!(out, "{name}_count{labels} {}", point.count());
-                        }
-                    }
-                    _ => {}
+        let histograms = collected
+            .scope_metrics()
+            .flat_map(|scope| scope.metrics())
+            .filter_map(|metric| match metric.data() {
+                AggregatedMetrics::F64(MetricData::Histogram(h)) => Some((metric, h)),
+                _ => None,
+            });
+        for (metric, histogram) in histograms {
+            let _ = writeln!(out, "# HELP {REQUESTS} Requests through the mesh layers.");
+            let _ = writeln!(out, "# TYPE {REQUESTS} counter");
+            for point in histogram.data_points() {
+                let labels = labels(point.attributes(), None);
+                let _ = writeln!(out, "{REQUESTS}{labels} {}", point.count());
+            }
+            let name = format!("{}_seconds", metric.name());
+            let _ = writeln!(out, "# HELP {name} {}", metric.description());
+            let _ = writeln!(out, "# TYPE {name} histogram");
+            for point in histogram.data_points() {
+                let mut cumulative = 0;
+                let bounds: Vec<f64> = point.bounds().collect();
+                for (i, count) in point.bucket_counts().enumerate() {
+                    cumulative += count;
+                    let le = bounds
+                        .get(i)
+                        .map_or_else(|| "+Inf".to_owned(), ToString::to_string);
+                    let labels = labels(point.attributes(), Some(&le));
+                    let _ = writeln!(out, "{name}_bucket{labels} {cumulative}");
                 }
+                let labels = labels(point.attributes(), None);
+                let _ = writeln!(out, "{name}_sum{labels} {}", point.sum());
+                let _ = writeln!(out, "{name}_count{labels} {}", point.count());
             }
         }
         out
