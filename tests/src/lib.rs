@@ -5,6 +5,8 @@
 //! This is test code: helpers panic with a message instead of returning errors.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use rand::SeedableRng;
@@ -24,6 +26,65 @@ pub const DATA_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data");
 pub const NAMESPACE: &str = "conformance";
 
 pub const TRUST_DOMAIN: &str = smi_core::DEFAULT_TRUST_DOMAIN;
+
+/// A join token for `identity` (`ns/name`) that may serve `serves`, made with the CA and token
+/// key in a control service's state directory (the control has started there once). It lives
+/// 10 minutes.
+pub fn join_token(state: &Path, identity: &str, serves: &[&str]) -> String {
+    let store = smi_control::ca::CaStore::new(state);
+    let ca = store
+        .load(TRUST_DOMAIN)
+        .unwrap_or_else(|e| panic!("the CA in {}: {e}", state.display()));
+    let key = store
+        .token_key()
+        .unwrap_or_else(|e| panic!("the token key in {}: {e}", state.display()));
+    let tokens = smi_control::enroll::JoinTokens::new(&key, TRUST_DOMAIN);
+    let serves: Vec<ServiceAccount> = serves.iter().map(|s| parse_account(s)).collect();
+    tokens.create(
+        &parse_account(identity),
+        &serves,
+        Duration::from_secs(600),
+        ca.bundle(),
+    )
+}
+
+/// Waits until `done` holds for the mesh, re-checking it on every status change (a certificate
+/// replaced, the Watch stream opened or lost); panics naming `what` after `timeout`.
+pub async fn status_until(
+    mesh: &smi_client::Mesh,
+    what: &str,
+    timeout: Duration,
+    mut done: impl FnMut(&smi_client::Mesh) -> bool,
+) {
+    let mut changes = mesh.status_changed();
+    let waited = tokio::time::timeout(timeout, async {
+        while !done(mesh) {
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "{what}: not within {timeout:?}");
+}
+
+/// Waits for `renewals` new certificates of the mesh (each different from all before).
+pub async fn renewals(mesh: &smi_client::Mesh, renewals: usize, timeout: Duration) {
+    let mut seen = vec![mesh.credentials().chain_der()[0].clone()];
+    status_until(mesh, &format!("{renewals} renewals"), timeout, |m| {
+        let now = m.credentials().chain_der()[0].clone();
+        if !seen.contains(&now) {
+            seen.push(now);
+        }
+        seen.len() > renewals
+    })
+    .await;
+}
+
+fn parse_account(text: &str) -> ServiceAccount {
+    text.parse()
+        .unwrap_or_else(|e| panic!("{text:?} is not a ServiceAccount: {e}"))
+}
 
 /// The text of `data/<rel>`, with `<NAMESPACE>` replaced by [`NAMESPACE`].
 pub fn data_text(rel: &str) -> String {

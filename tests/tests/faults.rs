@@ -21,10 +21,8 @@ use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use smi_client::control::ControlAddr;
 use smi_client::{Mesh, MeshClient, MeshConfig};
-use smi_control::ca::CaStore;
-use smi_control::enroll::JoinTokens;
-use smi_core::ServiceAccount;
 use smi_server::AuthorizeLayer;
+use smi_tests::{join_token, renewals, status_until};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -121,16 +119,7 @@ impl Bench {
     }
 
     async fn mesh(&self, identity: &str, serves: &[&str], calls: &[&str]) -> Mesh {
-        let store = CaStore::new(&self.state);
-        let ca = store.load("cluster.local").unwrap();
-        let tokens = JoinTokens::new(&store.token_key().unwrap(), "cluster.local");
-        let serves: Vec<ServiceAccount> = serves.iter().map(|s| s.parse().unwrap()).collect();
-        let token = tokens.create(
-            &identity.parse().unwrap(),
-            &serves,
-            Duration::from_secs(600),
-            ca.bundle(),
-        );
+        let token = join_token(&self.state, identity, serves);
         let control = ControlAddr::parse(&self.control.api.to_string()).unwrap();
         let config = MeshConfig::new(control, token)
             .calls(calls.iter().copied())
@@ -275,18 +264,6 @@ fn versions(meshes: &[&Mesh]) -> Vec<u64> {
     meshes.iter().map(|m| m.policy().version).collect()
 }
 
-/// Waits until `done` holds for the mesh's status (re-checked on every status change).
-async fn status_until(mesh: &Mesh, what: &str, mut done: impl FnMut(&Mesh) -> bool) {
-    let mut changes = mesh.status_changed();
-    tokio::time::timeout(WAIT, async {
-        while !done(mesh) {
-            changes.changed().await.unwrap();
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{what}: not within 15 s"));
-}
-
 /// Waits until the mesh sees exactly `addrs` as the endpoints of `service`.
 async fn endpoints_are(mesh: &Mesh, service: &str, addrs: &[SocketAddr]) {
     let mut changes = mesh.changed();
@@ -364,23 +341,14 @@ async fn every_request_is_answered_or_refused_exactly_as_policy_says_through_fau
 
     // 2. Certificate rotation: every client and a server renew twice under load.
     for mesh in clients.into_iter().chain([&v1a.mesh]) {
-        let first = mesh.credentials().chain_der()[0].clone();
-        let mut seen = vec![first];
-        status_until(mesh, "two renewals", |m| {
-            let now = m.credentials().chain_der()[0].clone();
-            if !seen.contains(&now) {
-                seen.push(now);
-            }
-            seen.len() >= 3
-        })
-        .await;
+        renewals(mesh, 2, WAIT).await;
     }
 
     // 3. The control service is killed and restarted on the same address.
     let api = bench.control.api.to_string();
     bench.control.process.kill().await.unwrap();
     for mesh in clients {
-        status_until(mesh, "noticing the control is gone", |m| {
+        status_until(mesh, "noticing the control is gone", WAIT, |m| {
             !m.status().connected
         })
         .await;
@@ -388,7 +356,7 @@ async fn every_request_is_answered_or_refused_exactly_as_policy_says_through_fau
     requests_pass(&progress, 150).await;
     bench.control = Control::spawn(&bench.policy, &bench.state, &api).await;
     for mesh in clients {
-        status_until(mesh, "reconnecting", |m| m.status().connected).await;
+        status_until(mesh, "reconnecting", WAIT, |m| m.status().connected).await;
     }
     requests_pass(&progress, 300).await;
 

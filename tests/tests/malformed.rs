@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,9 +17,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use smi_client::control::ControlAddr;
 use smi_client::{Mesh, MeshClient, MeshConfig};
-use smi_control::ca::CaStore;
-use smi_control::enroll::JoinTokens;
-use smi_core::ServiceAccount;
+use smi_tests::join_token;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -81,19 +78,6 @@ impl Process {
         self.child.kill().await.unwrap();
         self.stderr.await.unwrap()
     }
-}
-
-fn token(state: &Path, identity: &str, serves: &[&str]) -> String {
-    let store = CaStore::new(state);
-    let ca = store.load("cluster.local").unwrap();
-    let tokens = JoinTokens::new(&store.token_key().unwrap(), "cluster.local");
-    let serves: Vec<ServiceAccount> = serves.iter().map(|s| s.parse().unwrap()).collect();
-    tokens.create(
-        &identity.parse().unwrap(),
-        &serves,
-        Duration::from_secs(600),
-        ca.bundle(),
-    )
 }
 
 /// Writes `bytes`, then reads whatever comes back for up to `LINGER`; the outcome does not
@@ -259,7 +243,7 @@ async fn malformed_tls_and_http_never_crash_a_workload_or_the_control() {
         "--control",
         &api,
         "--token",
-        &token(&state, "bookstore/bookstore", &["bookstore/bookstore-v1"]),
+        &join_token(&state, "bookstore/bookstore", &["bookstore/bookstore-v1"]),
     ]);
     let app = Process::spawn(command).await;
     let mesh_addr = app.addrs[0];
@@ -267,7 +251,7 @@ async fn malformed_tls_and_http_never_crash_a_workload_or_the_control() {
     let join = |identity: &str| {
         MeshConfig::new(
             ControlAddr::parse(&api).unwrap(),
-            token(&state, identity, &[]),
+            join_token(&state, identity, &[]),
         )
         .calls(["bookstore/bookstore-v1"])
         .workload(identity)

@@ -22,6 +22,9 @@ use crate::peer::Peer;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// How long a connection whose peer lost access may finish the requests it has in flight.
+const REVOKED_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// Serves `service` until the listener fails; each connection in its own task. Wrap the service
 /// in [`crate::AuthorizeLayer`] to enforce SMI policy.
 pub async fn serve<S, B>(listener: TcpListener, mesh: &Mesh, service: S) -> io::Result<()>
@@ -78,6 +81,11 @@ where
                         let now = admits();
                         if admitted && !now {
                             tracing::info!(peer = %peer.identity, "no longer allowed; closing its connection");
+                            // GOAWAY first: requests already on the wire are still answered
+                            // (403 from here on), the client opens a new connection for the
+                            // next ones; streams still open after the grace are cut.
+                            connection.as_mut().graceful_shutdown();
+                            let _ = tokio::time::timeout(REVOKED_GRACE, &mut connection).await;
                             return;
                         }
                         admitted = now;

@@ -98,6 +98,12 @@ impl<B: OutboundBody> EndpointConns<B> {
         None
     }
 
+    /// Forgets the shared HTTP/2 connection (it is going away), so that the next request opens
+    /// a new one.
+    pub(crate) fn forget_h2(&self) {
+        self.h2.store(None);
+    }
+
     /// Returns an HTTP/1.1 connection for reuse once its response has been received.
     pub(crate) fn release(&self, sender: Sender<B>) {
         if let Sender::H1(h1) = sender {
@@ -170,18 +176,33 @@ impl<B: OutboundBody> EndpointConns<B> {
     }
 }
 
+/// Why a request got no response.
+pub(crate) enum SendError<B> {
+    /// The connection closed (or was going away) before the request was written: it can be
+    /// sent again, on another connection.
+    NotSent(Box<Request<B>>, hyper::Error),
+    /// The request may have reached the server: it must not be sent again.
+    Failed(hyper::Error),
+}
+
 impl<B: OutboundBody> Sender<B> {
     pub(crate) async fn send(
         &mut self,
         request: Request<B>,
-    ) -> Result<Response<Incoming>, hyper::Error> {
-        match self {
-            Sender::H2(s) => s.send_request(request).await,
+    ) -> Result<Response<Incoming>, SendError<B>> {
+        let result = match self {
+            Sender::H2(s) => s.try_send_request(request).await,
             Sender::H1(s) => {
-                s.ready().await?;
-                s.send_request(request).await
+                if let Err(e) = s.ready().await {
+                    return Err(SendError::NotSent(Box::new(request), e));
+                }
+                s.try_send_request(request).await
             }
-        }
+        };
+        result.map_err(|mut e| match e.take_message() {
+            Some(request) => SendError::NotSent(Box::new(request), e.into_error()),
+            None => SendError::Failed(e.into_error()),
+        })
     }
 
     pub(crate) fn is_h2(&self) -> bool {

@@ -32,7 +32,7 @@ use smi_core::policy::{HttpRequest, ServiceName};
 
 use crate::mesh::{Endpoint, Mesh, PolicyState};
 use crate::metrics::{Direction, Observation};
-use endpoint::EndpointConns;
+use endpoint::{EndpointConns, SendError};
 
 /// Connection state by endpoint address (hashbrown's foldhash: looked up on every request).
 type ConnsMap<B> = hashbrown::HashMap<SocketAddr, Arc<EndpointConns<B>>>;
@@ -142,21 +142,36 @@ impl<B: OutboundBody> MeshClient<B> {
         let mut failed: Vec<SocketAddr> = Vec::new();
         let mut last_error = None;
         let mut request = Some(request);
+        // A request handed back unsent (its connection was closing) is tried again, on a new
+        // connection; a few times at most, so that a server closing every connection at once
+        // ends in an error rather than a loop.
+        let mut unsent_retries = 3;
         while let Some(endpoint) = pick(endpoints, &failed, |e| self.conns_of(e).load()) {
             let conns = self.conns_of(endpoint);
             match conns.sender(tls.clone()).await {
                 Ok(mut sender) => {
-                    let Some(mut request) = request.take() else {
+                    let Some(mut outgoing) = request.take() else {
                         break;
                     };
-                    prepare(&mut request, &authority, sender.is_h2());
+                    prepare(&mut outgoing, &authority, sender.is_h2());
                     let _in_flight = conns.start();
-                    let response = sender.send(request).await;
+                    let sent = sender.send(outgoing).await;
                     conns.release(sender);
-                    return response.map_err(|source| OutboundError::Http {
-                        addr: endpoint.addr,
-                        source,
-                    });
+                    match sent {
+                        Ok(response) => return Ok(response),
+                        Err(SendError::NotSent(unsent, source)) if unsent_retries > 0 => {
+                            tracing::debug!(addr = %endpoint.addr, error = %source, "connection closing; sending on a new one");
+                            unsent_retries -= 1;
+                            conns.forget_h2();
+                            request = Some(*unsent);
+                        }
+                        Err(SendError::NotSent(_, source) | SendError::Failed(source)) => {
+                            return Err(OutboundError::Http {
+                                addr: endpoint.addr,
+                                source,
+                            });
+                        }
+                    }
                 }
                 Err(e) if e.before_request() => {
                     tracing::debug!(addr = %endpoint.addr, error = %e, "endpoint unavailable; trying another");
