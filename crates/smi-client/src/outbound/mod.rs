@@ -214,8 +214,10 @@ impl<B> MeshClient<B> {
     /// Drops the connections to endpoints that are no longer in the policy (or are bound to
     /// another identity now), once per policy version: one atomic load per request otherwise.
     fn prune(&self, policy: &PolicyState) {
+        // Not `>=`: a restarted control numbers its versions from 1 again. A request holding an
+        // older state may prune against it; what it drops is reconnected on demand.
         let seen = self.conns.pruned_at.load(Ordering::Relaxed);
-        if seen >= policy.version
+        if seen == policy.version
             || self
                 .conns
                 .pruned_at

@@ -1,7 +1,7 @@
 //! `authorize`: may this source call this destination with this request?
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use super::Snapshot;
 use super::compile::{CompiledTarget, L4Rule};
@@ -29,10 +29,11 @@ pub enum Permit<'a> {
 }
 
 impl Permit<'_> {
-    /// What this permit says (its `Display`), without formatting it again.
+    /// What this permit says (its `Display`), shared: made once when the policy compiled.
     pub fn label(&self) -> Arc<str> {
+        static PERMISSIVE_LABEL: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(PERMISSIVE));
         match self {
-            Permit::Permissive => Arc::from(PERMISSIVE),
+            Permit::Permissive => Arc::clone(&PERMISSIVE_LABEL),
             Permit::Granted { label, .. } => Arc::clone(label),
         }
     }
@@ -40,27 +41,29 @@ impl Permit<'_> {
 
 const PERMISSIVE: &str = "permissive mode allows every request";
 
+/// The text of a granted permit: which TrafficTarget, rule and match allowed the request.
+pub(crate) fn granted_text(
+    target: &Meta,
+    rule_index: usize,
+    rule: &Rule,
+    matched: Option<&str>,
+) -> String {
+    let mut text = format!(
+        "TrafficTarget {}/{} rule {} ({} {})",
+        target.namespace, target.name, rule_index, rule.kind, rule.name
+    );
+    if let Some(m) = matched {
+        text.push_str(" match ");
+        text.push_str(m);
+    }
+    text
+}
+
 impl fmt::Display for Permit<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Permit::Permissive => f.write_str(PERMISSIVE),
-            Permit::Granted {
-                target,
-                rule_index,
-                rule,
-                matched,
-                ..
-            } => {
-                write!(
-                    f,
-                    "TrafficTarget {}/{} rule {} ({} {})",
-                    target.namespace, target.name, rule_index, rule.kind, rule.name
-                )?;
-                if let Some(m) = matched {
-                    write!(f, " match {m}")?;
-                }
-                Ok(())
-            }
+            Permit::Granted { label, .. } => f.write_str(label),
         }
     }
 }

@@ -268,17 +268,9 @@ fn compile_target(
     }
 }
 
-/// The `Display` of the permit granted by a target's rule (and match).
+/// The text of the permit granted by a target's rule (and match), shared by every permit.
 fn permit_label(meta: &Meta, rule_index: usize, rule: &Rule, matched: Option<&str>) -> Arc<str> {
-    super::Permit::Granted {
-        target: meta,
-        rule_index,
-        rule,
-        matched,
-        label: &Arc::from(""),
-    }
-    .to_string()
-    .into()
+    super::authorize::granted_text(meta, rule_index, rule, matched).into()
 }
 
 fn compile_splits(
