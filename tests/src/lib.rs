@@ -48,6 +48,26 @@ pub fn join_token(state: &Path, identity: &str, serves: &[&str]) -> String {
     )
 }
 
+/// Waits until `done` holds for the mesh's policy, re-checking it on every applied update;
+/// panics naming `what` after `timeout`.
+pub async fn policy_until(
+    mesh: &smi_client::Mesh,
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(&smi_client::mesh::PolicyState) -> bool,
+) {
+    let mut changes = mesh.changed();
+    let waited = tokio::time::timeout(timeout, async {
+        while !done(&mesh.policy_full()) {
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "{what}: not within {timeout:?}");
+}
+
 /// Waits until `done` holds for the mesh, re-checking it on every status change (a certificate
 /// replaced, the Watch stream opened or lost); panics naming `what` after `timeout`.
 pub async fn status_until(

@@ -17,7 +17,7 @@ use smi_client::mesh::PolicyState;
 use smi_client::{Mesh, MeshClient, MeshConfig, OutboundError};
 use smi_control::serve::{Running, ServeConfig, start};
 use smi_server::{AuthorizeLayer, Peer};
-use smi_tests::{join_token, renewals, status_until};
+use smi_tests::{join_token, policy_until, renewals, status_until};
 use tokio::net::TcpListener;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -159,14 +159,7 @@ impl Drop for Server {
 
 /// Waits until the mesh's policy satisfies `done`.
 async fn until(mesh: &Mesh, done: impl Fn(&PolicyState) -> bool) {
-    let mut changes = mesh.changed();
-    tokio::time::timeout(WAIT, async {
-        while !done(&mesh.policy_full()) {
-            changes.changed().await.unwrap();
-        }
-    })
-    .await
-    .expect("the policy did not reach the expected state within 5 s");
+    policy_until(mesh, "the expected policy state", WAIT, done).await;
 }
 
 async fn with_endpoints(mesh: &Mesh, services: &[&str]) {

@@ -22,7 +22,7 @@ use http_body_util::{BodyExt, Full};
 use smi_client::control::ControlAddr;
 use smi_client::{Mesh, MeshClient, MeshConfig};
 use smi_server::AuthorizeLayer;
-use smi_tests::{join_token, renewals, status_until};
+use smi_tests::{join_token, policy_until, renewals, status_until};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -266,26 +266,19 @@ fn versions(meshes: &[&Mesh]) -> Vec<u64> {
 
 /// Waits until the mesh sees exactly `addrs` as the endpoints of `service`.
 async fn endpoints_are(mesh: &Mesh, service: &str, addrs: &[SocketAddr]) {
-    let mut changes = mesh.changed();
-    let matches = |mesh: &Mesh| {
-        let mut seen: Vec<SocketAddr> = mesh
-            .policy()
+    let mut want = addrs.to_vec();
+    want.sort();
+    let what = format!("{service} endpoints becoming {addrs:?}");
+    policy_until(mesh, &what, WAIT, |policy| {
+        let mut seen: Vec<SocketAddr> = policy
             .endpoints("bookstore", service)
             .iter()
             .map(|e| e.addr)
             .collect();
         seen.sort();
-        let mut want = addrs.to_vec();
-        want.sort();
         seen == want
-    };
-    tokio::time::timeout(WAIT, async {
-        while !matches(mesh) {
-            changes.changed().await.unwrap();
-        }
     })
-    .await
-    .unwrap_or_else(|_| panic!("{service} endpoints did not become {addrs:?} within 15 s"));
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,7 +17,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use smi_client::control::ControlAddr;
 use smi_client::{Mesh, MeshClient, MeshConfig};
-use smi_tests::join_token;
+use smi_tests::{join_token, policy_until};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -289,18 +289,10 @@ async fn malformed_tls_and_http_never_crash_a_workload_or_the_control() {
     assert!(thrown > 200, "{thrown}");
 
     // Both still serve: a meshed request is answered, and a new workload enrolls.
-    let mut changes = buyer.changed();
-    tokio::time::timeout(WAIT, async {
-        while buyer
-            .policy()
-            .endpoints("bookstore", "bookstore-v1")
-            .is_empty()
-        {
-            changes.changed().await.unwrap();
-        }
+    policy_until(&buyer, "the app's endpoint known", WAIT, |p| {
+        !p.endpoints("bookstore", "bookstore-v1").is_empty()
     })
-    .await
-    .expect("the app's endpoint is known");
+    .await;
     let response = MeshClient::<Full<Bytes>>::new(buyer.clone())
         .send(
             Request::get("http://bookstore-v1.bookstore/buy-a-book/new")
