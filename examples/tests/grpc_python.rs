@@ -1,5 +1,5 @@
 //! A Python `grpcio` client (not ours: standard gRPC and TLS) calls a meshed tonic server with a
-//! certificate issued by the control service. `.ci/run` installs grpcio; `SMI_PYTHON` names the
+//! certificate issued by the control service. `scripts/test` installs grpcio; `SMI_PYTHON` names the
 //! interpreter that has it (default `python3`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
