@@ -926,7 +926,7 @@ fn curl(addr: SocketAddr, bundle: &Path, client: Option<(&Path, &Path)>) -> (i32
     let output = command
         .arg(format!("https://{host}:{}/buy-a-book/new", addr.port()))
         .output()
-        .expect("curl is installed (.ci/run installs it)");
+        .expect("curl is installed (scripts/test installs it)");
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -995,7 +995,7 @@ async fn curl_and_openssl_speak_to_a_meshed_server_with_standard_tls() {
             .arg(&buyer_key)
             .stdin(std::process::Stdio::null())
             .output()
-            .expect("openssl is installed (.ci/run installs it)")
+            .expect("openssl is installed (scripts/test installs it)")
     })
     .await
     .unwrap();
