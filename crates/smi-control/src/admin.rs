@@ -1,10 +1,20 @@
 //! The admin HTTP server (axum): health, readiness, Prometheus metrics, and debug views.
+//!
+//! It listens on loopback by default. Every request must name it in `Host` (see [`access`]:
+//! against DNS rebinding), and with a token configured, everything but `/healthz`, `/readyz`
+//! and `/metrics` needs `Authorization: Bearer <token>`.
 
+mod access;
+
+pub use access::{Access, AdminToken, AllowedHosts, TokenFileError};
+
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Json};
 use axum::routing::get;
 use serde_json::json;
@@ -20,7 +30,7 @@ pub struct AdminState {
     pub status: Arc<Status>,
 }
 
-pub fn router(state: AdminState) -> Router {
+pub fn router(state: AdminState, access: Access) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))
@@ -28,6 +38,20 @@ pub fn router(state: AdminState) -> Router {
         .route("/debug/policy", get(policy))
         .route("/debug/workloads", get(workloads))
         .with_state(state)
+        // Around the fallback too: an unknown path is refused like a known one.
+        .layer(from_fn_with_state(access, access::guard))
+}
+
+/// Says so at start when the admin API is reachable from other machines.
+pub fn warn_if_exposed(addr: SocketAddr, token: bool) {
+    if addr.ip().is_loopback() {
+        return;
+    }
+    if token {
+        tracing::warn!(%addr, "the admin API listens on a non-loopback address: anyone who can reach it can read /metrics; /debug/* needs the admin token");
+    } else {
+        tracing::warn!(%addr, "the admin API listens on a non-loopback address WITHOUT a token: anyone who can reach it can read /metrics and /debug/* (the policy, endpoints and workloads); use --admin-token-file, or bind to 127.0.0.1");
+    }
 }
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
@@ -71,3 +95,6 @@ async fn policy(State(s): State<AdminState>) -> impl IntoResponse {
 async fn workloads(State(s): State<AdminState>) -> impl IntoResponse {
     Json(json!({ "version": s.hub.latest().version, "workloads": s.status.sessions() }))
 }
+
+#[cfg(test)]
+mod tests;

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::admin::{self, AdminState};
+use crate::admin::{self, Access, AdminState, AdminToken, AllowedHosts};
 use crate::api::ControlApi;
 use crate::ca::{Authority, CaStore, load_provided};
 use crate::distribute::Hub;
@@ -32,8 +32,14 @@ pub struct ServeConfig {
     pub state_dir: PathBuf,
     /// gRPC API (TLS). Default `127.0.0.1:7443`.
     pub listen: SocketAddr,
-    /// Admin HTTP. Default `127.0.0.1:7080`.
+    /// Admin HTTP. Default `127.0.0.1:7080` (loopback: a warning is logged for any other).
     pub admin: SocketAddr,
+    /// Names (or IPs) the admin API answers to in `Host`, besides `localhost`, loopback IPs and
+    /// the IP it is bound to (others get 421: DNS rebinding). Default none.
+    pub admin_hosts: Vec<String>,
+    /// A file (mode 0600 or stricter) with the bearer token every admin path except `/healthz`,
+    /// `/readyz` and `/metrics` then needs; read at start. Default none: no token.
+    pub admin_token_file: Option<PathBuf>,
     /// Default `cluster.local`.
     pub trust_domain: String,
     /// Workload certificate lifetime. Default 24 h.
@@ -57,6 +63,8 @@ impl Default for ServeConfig {
             state_dir: PathBuf::from("state"),
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 7443)),
             admin: SocketAddr::from((Ipv4Addr::LOCALHOST, 7080)),
+            admin_hosts: Vec::new(),
+            admin_token_file: None,
             trust_domain: DEFAULT_TRUST_DOMAIN.to_owned(),
             certificate_ttl: Duration::from_secs(24 * 3600),
             lease: Duration::from_secs(15),
@@ -89,6 +97,8 @@ pub enum ServeError {
     },
     #[error("policy directory {0}: not a directory")]
     PolicyDir(PathBuf),
+    #[error(transparent)]
+    AdminToken(#[from] admin::TokenFileError),
 }
 
 /// A started control service.
@@ -128,6 +138,11 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
     if !config.policy_dir.is_dir() {
         return Err(ServeError::PolicyDir(config.policy_dir.clone()));
     }
+    let admin_token = config
+        .admin_token_file
+        .as_deref()
+        .map(AdminToken::from_file)
+        .transpose()?;
     let store = CaStore::new(&config.state_dir);
     let load_ca = {
         let config = config.clone();
@@ -148,14 +163,14 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
     hub.set_bundle(bundle_der(&authority.load()));
     let registry = Registry::new(hub.clone());
 
-    let reloader = Arc::new(PolicyReloader {
-        dir: config.policy_dir.clone(),
-        hub: hub.clone(),
-        status: status.clone(),
-        options: Options::default()
+    let reloader = Arc::new(PolicyReloader::new(
+        config.policy_dir.clone(),
+        hub.clone(),
+        status.clone(),
+        Options::default()
             .trust_domain(&config.trust_domain)
             .permissive(config.permissive),
-    });
+    ));
     reloader.reload();
     let policy_watcher = {
         let reloader = reloader.clone();
@@ -265,13 +280,21 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
             tracing::error!(error = %e, "gRPC server failed");
         }
     }));
+    admin::warn_if_exposed(admin_addr, admin_token.is_some());
+    let admin_access = Access::new(
+        AllowedHosts::new(admin_addr.ip(), &config.admin_hosts),
+        admin_token,
+    );
     let admin = axum::serve(
         admin_listener,
-        admin::router(AdminState {
-            hub: hub.clone(),
-            registry,
-            status,
-        }),
+        admin::router(
+            AdminState {
+                hub: hub.clone(),
+                registry,
+                status,
+            },
+            admin_access,
+        ),
     )
     .with_graceful_shutdown(stopped(shutdown_rx.clone()));
     tasks.push(tokio::spawn(async move {

@@ -28,15 +28,38 @@ pub struct Session {
 /// The policy directory's state.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct PolicyStatus {
-    /// Version of the last good policy published.
+    /// Version of the last policy published.
     pub version: u64,
     pub resources: usize,
     pub skipped_documents: usize,
-    /// Errors of the last load; non-empty means the last good policy is still serving.
+    /// Errors of the last load, over every failing file; non-empty means some file is not
+    /// applied (see `failing_files`).
     pub errors: Vec<String>,
+    /// Files whose newest version does not load, and what serves in their place. Every other
+    /// file applies.
+    pub failing_files: Vec<FailingFile>,
     pub warnings: Vec<String>,
     pub last_load_unix: u64,
+    /// When every file last loaded cleanly.
     pub last_good_unix: u64,
+}
+
+/// A policy file whose newest version does not load.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FailingFile {
+    pub file: String,
+    pub errors: Vec<String>,
+    pub serving: Serving,
+}
+
+/// What serves in place of a failing file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Serving {
+    /// Its resources from the newest version that loaded cleanly.
+    LastGood,
+    /// Nothing: it has not loaded cleanly since the control service started.
+    Nothing,
 }
 
 #[derive(Debug, Default)]
@@ -163,14 +186,20 @@ impl Status {
         metric(
             "smi_control_policy_load_failures_total",
             "counter",
-            "Policy loads refused for errors (the last good policy kept serving).",
+            "Policy directory loads with at least one failing file (each served its last good resources, or nothing).",
             get(&c.policy_load_failures),
         );
         metric(
             "smi_control_policy_errors",
             "gauge",
-            "Errors in the policy directory now (0 = healthy).",
+            "Errors in the policy directory now, over every failing file (0 = healthy).",
             policy.errors.len() as u64,
+        );
+        metric(
+            "smi_control_policy_files_failing",
+            "gauge",
+            "Policy files whose newest version does not load (0 = every file applies).",
+            policy.failing_files.len() as u64,
         );
         metric(
             "smi_control_policy_version",

@@ -36,8 +36,18 @@ struct ServeArgs {
     state_dir: PathBuf,
     #[arg(long, default_value = "127.0.0.1:7443")]
     listen: SocketAddr,
+    /// The admin HTTP API (health, metrics, /debug/*). Keep it on loopback; any other address
+    /// is logged as a warning at start.
     #[arg(long, default_value = "127.0.0.1:7080")]
     admin: SocketAddr,
+    /// A name (or IP) the admin API answers to in Host, besides localhost, loopback IPs and the
+    /// --admin IP; requests naming anything else get 421 (DNS rebinding). Repeat for more.
+    #[arg(long = "admin-host", value_name = "NAME")]
+    admin_hosts: Vec<String>,
+    /// A file (mode 0600 or stricter) with a bearer token that every admin path except
+    /// /healthz, /readyz and /metrics then needs (`Authorization: Bearer <token>`).
+    #[arg(long, value_name = "PATH")]
+    admin_token_file: Option<PathBuf>,
     #[arg(long, default_value = smi_core::DEFAULT_TRUST_DOMAIN)]
     trust_domain: String,
     /// Workload certificate lifetime (e.g. 24h, 10m, 60s; at least 1m).
@@ -78,6 +88,8 @@ fn main() -> ExitCode {
         state_dir: args.state_dir,
         listen: args.listen,
         admin: args.admin,
+        admin_hosts: args.admin_hosts,
+        admin_token_file: args.admin_token_file,
         trust_domain: args.trust_domain,
         certificate_ttl: args.cert_ttl,
         lease: args.lease,

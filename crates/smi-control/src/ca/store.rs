@@ -5,12 +5,19 @@
 //! - `bundle.pem` (0644): the current trust bundle, for tools (curl, openssl) and operators.
 //! - `token.key` (0600): the key join tokens are signed with.
 //!
-//! Every write goes to a temporary file created with its final mode and is renamed into place,
-//! so a reader (the running control) never sees half a file or a key readable by others.
+//! The directory is created 0700. Every write goes to a new temporary file with a random name,
+//! created exclusively (`O_EXCL`, `O_NOFOLLOW`) with its final mode, and is then renamed into
+//! place (or, for a file made on first use, linked: whoever creates it first wins), so a reader
+//! never sees half a file, a key readable by others, or a file reached through a planted link.
+//!
+//! Secrets are read with `O_NOFOLLOW` and refused when their mode lets the group or others in.
+//! A secret that exists but cannot be used (a symbolic link, unreadable, not UTF-8, corrupt) is
+//! an error naming the file: replacing it silently would change the CA or invalidate every join
+//! token issued, so it is left as it is for the operator.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -59,6 +66,12 @@ pub struct CaStore {
 
 const ROOT_VALIDITY_DAYS: i64 = 3650;
 
+/// The length of the join-token key, in bytes (before base64).
+const TOKEN_KEY_LEN: usize = 32;
+
+/// Mode bits that let the group or others in; a secret must have none of them.
+const GROUP_OTHER: u32 = 0o077;
+
 impl CaStore {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self { dir: dir.into() }
@@ -72,16 +85,25 @@ impl CaStore {
         self.dir.join("bundle.pem")
     }
 
-    /// Loads the CA, creating a new P-256 root on first start.
+    pub fn token_file(&self) -> PathBuf {
+        self.dir.join("token.key")
+    }
+
+    /// Loads the CA, creating a new P-256 root on first start (only when `ca.json` does not
+    /// exist: one that cannot be read or parsed is an error).
     pub fn open_or_init(&self, trust_domain: &str) -> Result<Authority, StoreError> {
         let path = self.ca_file();
-        if !path.exists() {
-            fs::create_dir_all(&self.dir).map_err(|source| io(&self.dir, source))?;
+        if read_secret(&path)?.is_none() {
+            self.create_dir()?;
             let file = CaFile {
                 roots: vec![new_root(trust_domain)?],
             };
-            self.save(&file)?;
-            tracing::info!(path = %path.display(), "created a new root CA");
+            // Another process (`smictl token create` beside a first `serve`) may have created
+            // it since we looked; then its root is the one, and its bundle.pem stays.
+            if write_new(&path, &self.ca_json(&file)?, 0o600)? {
+                self.write_bundle(&file)?;
+                tracing::info!(path = %path.display(), "created a new root CA");
+            }
         }
         self.load(trust_domain)
     }
@@ -148,45 +170,51 @@ impl CaStore {
         self.save(&file)
     }
 
-    /// The join-token signing key, created on first use.
+    /// The join-token signing key, created on first use (only when `token.key` does not exist:
+    /// one that cannot be read or decoded is an error, since a new key would invalidate every
+    /// token issued).
     pub fn token_key(&self) -> Result<Vec<u8>, StoreError> {
-        let path = self.dir.join("token.key");
-        if let Ok(text) = fs::read_to_string(&path) {
-            use base64::Engine;
-            return base64::engine::general_purpose::STANDARD
-                .decode(text.trim())
-                .map_err(|e| StoreError::Invalid {
-                    path,
-                    message: format!("not base64: {e}"),
-                });
-        }
-        fs::create_dir_all(&self.dir).map_err(|source| io(&self.dir, source))?;
-        let mut key = vec![0u8; 32];
-        aws_lc_rs::rand::fill(&mut key).map_err(|_| StoreError::Invalid {
-            path: path.clone(),
-            message: "no randomness available".into(),
-        })?;
         use base64::Engine;
+        let path = self.token_file();
+        if let Some(text) = read_secret(&path)? {
+            return decode_token_key(&path, &text);
+        }
+        self.create_dir()?;
+        let mut key = vec![0u8; TOKEN_KEY_LEN];
+        aws_lc_rs::rand::fill(&mut key).map_err(|_| no_randomness(&path))?;
         let text = base64::engine::general_purpose::STANDARD.encode(&key);
-        write_atomic(&path, text.as_bytes(), 0o600)?;
-        Ok(key)
+        if write_new(&path, text.as_bytes(), 0o600)? {
+            return Ok(key);
+        }
+        // Created by another process since we looked: its key is the one.
+        let text = read_secret(&path)?.ok_or_else(|| io(&path, io::ErrorKind::NotFound.into()))?;
+        decode_token_key(&path, &text)
+    }
+
+    fn create_dir(&self) -> Result<(), StoreError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(|source| io(&self.dir, source))
     }
 
     fn read(&self) -> Result<CaFile, StoreError> {
         let path = self.ca_file();
-        let text = fs::read_to_string(&path).map_err(|source| io(&path, source))?;
-        serde_json::from_str(&text).map_err(|e| StoreError::Invalid {
-            path,
-            message: e.to_string(),
-        })
+        let text = read_secret(&path)?.ok_or_else(|| io(&path, io::ErrorKind::NotFound.into()))?;
+        serde_json::from_str(&text).map_err(|e| invalid(&path, e.to_string()))
+    }
+
+    fn ca_json(&self, file: &CaFile) -> Result<Vec<u8>, StoreError> {
+        serde_json::to_vec_pretty(file).map_err(|e| invalid(&self.ca_file(), e.to_string()))
     }
 
     fn save(&self, file: &CaFile) -> Result<(), StoreError> {
-        let text = serde_json::to_string_pretty(file).map_err(|e| StoreError::Invalid {
-            path: self.ca_file(),
-            message: e.to_string(),
-        })?;
-        write_atomic(&self.ca_file(), text.as_bytes(), 0o600)?;
+        write_atomic(&self.ca_file(), &self.ca_json(file)?, 0o600)?;
+        self.write_bundle(file)
+    }
+
+    fn write_bundle(&self, file: &CaFile) -> Result<(), StoreError> {
         let now = unix_now();
         let bundle: String = file
             .roots
@@ -196,6 +224,21 @@ impl CaStore {
             .collect();
         write_atomic(&self.bundle_file(), bundle.as_bytes(), 0o644)
     }
+}
+
+fn decode_token_key(path: &Path, text: &str) -> Result<Vec<u8>, StoreError> {
+    use base64::Engine;
+    let fix = "restore it, or remove it to have a new key made (join tokens already issued then stop working)";
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|e| invalid(path, format!("not base64 ({e}); {fix}")))?;
+    if key.len() != TOKEN_KEY_LEN {
+        return Err(invalid(
+            path,
+            format!("a {} byte key, expected {TOKEN_KEY_LEN}; {fix}", key.len()),
+        ));
+    }
+    Ok(key)
 }
 
 fn new_root(trust_domain: &str) -> Result<Root, StoreError> {
@@ -213,7 +256,8 @@ fn new_root(trust_domain: &str) -> Result<Root, StoreError> {
         ),
     );
     params.distinguished_name = dn;
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // pathLen 0: the root signs only leaves (workloads, the API), never another CA.
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,
@@ -231,27 +275,113 @@ fn new_root(trust_domain: &str) -> Result<Root, StoreError> {
     })
 }
 
-/// Writes `bytes` to `path` through a temporary file that is created with `mode`.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|source| io(&tmp, source))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|source| io(&tmp, source))?;
-    fs::rename(&tmp, path).map_err(|source| io(path, source))
+/// Reads a secret file: `None` when it does not exist; an error when it is a symbolic link
+/// (`O_NOFOLLOW`), not a regular file, readable by the group or others, or not UTF-8.
+fn read_secret(path: &Path) -> Result<Option<String>, StoreError> {
+    // O_NONBLOCK: a FIFO planted here must not hang the open; it is refused below. (It changes
+    // nothing for regular files.)
+    let opened = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path);
+    let mut file = match opened {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        // ELOOP (Linux, macOS) or EMLINK (FreeBSD): the last component is a symbolic link.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::EMLINK)) => {
+            return Err(invalid(
+                path,
+                "is a symbolic link; secrets are only read from regular files (replace the link with the file)".into(),
+            ));
+        }
+        Err(e) => return Err(io(path, e)),
+    };
+    let meta = file.metadata().map_err(|e| io(path, e))?;
+    if !meta.is_file() {
+        return Err(invalid(path, "not a regular file".into()));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & GROUP_OTHER != 0 {
+        return Err(invalid(
+            path,
+            format!(
+                "mode {mode:04o} lets the group or others read this secret; run `chmod 600 {}`",
+                path.display()
+            ),
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(|e| io(path, e))?;
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| invalid(path, "not UTF-8 text".into()))
 }
 
-fn io(path: &Path, source: std::io::Error) -> StoreError {
+/// Replaces `path` with `bytes` in one step (rename of a temporary file created with `mode`).
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+    let tmp = write_temp(path, bytes, mode)?;
+    let renamed = fs::rename(&tmp, path).map_err(|source| io(path, source));
+    if renamed.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    renamed
+}
+
+/// Creates `path` with `bytes` unless it exists: `Ok(false)` when it did. The temporary file is
+/// hard-linked into place, which fails on any existing entry (a link planted there included),
+/// so two processes creating the same file agree on one content.
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<bool, StoreError> {
+    let tmp = write_temp(path, bytes, mode)?;
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(io(path, e)),
+    }
+}
+
+/// A new file beside `path` (`.name.<random>.tmp`) holding `bytes`, synced; created with
+/// `O_EXCL` and `O_NOFOLLOW`, so nothing already at that name (a planted link) is written through.
+fn write_temp(path: &Path, bytes: &[u8], mode: u32) -> Result<PathBuf, StoreError> {
+    let mut random = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut random).map_err(|_| no_randomness(path))?;
+    let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let name = path
+        .file_name()
+        .map_or_else(|| "state".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(".{name}.{suffix}.tmp"));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .map_err(|source| io(&tmp, source))?;
+    let written = f.write_all(bytes).and_then(|()| f.sync_all());
+    if let Err(source) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(io(&tmp, source));
+    }
+    Ok(tmp)
+}
+
+fn io(path: &Path, source: io::Error) -> StoreError {
     StoreError::Io {
         path: path.to_owned(),
         source,
     }
+}
+
+fn invalid(path: &Path, message: String) -> StoreError {
+    StoreError::Invalid {
+        path: path.to_owned(),
+        message,
+    }
+}
+
+fn no_randomness(path: &Path) -> StoreError {
+    invalid(path, "no randomness available".into())
 }
 
 pub(crate) fn unix_now() -> u64 {
@@ -296,3 +426,6 @@ pub fn load_provided(
     };
     Ok(Authority::new(issuer, intermediates, roots, trust_domain))
 }
+
+#[cfg(test)]
+mod tests;

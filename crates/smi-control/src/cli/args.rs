@@ -8,6 +8,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use smi_core::{DEFAULT_TRUST_DOMAIN, Options, PathMatch, Snapshot};
 
 use super::EXIT_USAGE;
+use super::output::diag;
 use crate::source;
 
 #[derive(Debug, Args)]
@@ -41,7 +42,7 @@ impl PolicyArgs {
         let loaded = source::load_paths(&self.policy);
         for d in loaded.diagnostics.iter() {
             let level = if d.is_error() { "error" } else { "warning" };
-            eprintln!("{level}: {d}");
+            diag!("{level}: {d}");
         }
         if !loaded.is_valid() {
             return Err(ExitCode::from(EXIT_USAGE));
@@ -55,7 +56,7 @@ impl PolicyArgs {
             .permissive(permissive);
         let snapshot = Snapshot::compile(loaded.policy, options);
         for w in snapshot.warnings() {
-            eprintln!("warning: {w}");
+            diag!("warning: {w}");
         }
         Ok(snapshot)
     }
@@ -79,6 +80,6 @@ pub fn header_map(headers: &[String]) -> Result<HeaderMap, String> {
 
 /// Prints a usage error and returns the usage exit code.
 pub fn usage(message: &str) -> ExitCode {
-    eprintln!("error: {message}");
+    diag!("error: {message}");
     ExitCode::from(EXIT_USAGE)
 }

@@ -9,6 +9,7 @@ use smi_core::DEFAULT_TRUST_DOMAIN;
 
 use super::args::usage;
 use super::duration::parse_duration;
+use super::output::{Out, finish};
 use crate::ca::CaStore;
 
 #[derive(Debug, Args)]
@@ -23,19 +24,20 @@ pub struct RotateArgs {
     pub trust_domain: String,
 }
 
-pub fn rotate(args: &RotateArgs) -> ExitCode {
+pub fn rotate(args: &RotateArgs, out: Out<'_>) -> ExitCode {
     let store = CaStore::new(&args.state_dir);
     if let Err(e) = store.rotate(&args.trust_domain, args.overlap) {
         return usage(&e.to_string());
     }
     match store.load(&args.trust_domain) {
         Ok(ca) => {
-            println!(
+            let written = writeln!(
+                out,
                 "rotated: signing with a new root; {} root(s) trusted; the old root retires in {} s",
                 ca.bundle().len(),
                 args.overlap.as_secs()
             );
-            ExitCode::SUCCESS
+            finish(out, ExitCode::SUCCESS, written)
         }
         Err(e) => usage(&e.to_string()),
     }

@@ -1,17 +1,21 @@
 //! `smictl`: offline answers about SMI policy, and control-service administration.
 //!
 //! Exit codes are a stable interface: `validate` 0 valid / 1 invalid; `check` 0 allow / 1 deny;
-//! every command 2 for usage errors or policy that does not load.
+//! every command 2 for usage errors or policy that does not load. They hold when stdout is
+//! closed early (`| head`): output goes through `output::finish`, never a panicking `println!`.
 
 mod args;
 mod ca;
 mod check;
 pub mod duration;
+mod escape;
+mod output;
 mod route;
 mod status;
 mod token;
 mod validate;
 
+use std::io;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -60,13 +64,16 @@ pub enum CaCommand {
     Rotate(ca::RotateArgs),
 }
 
+/// Runs a command with its output on stdout; returns its documented exit code.
 pub fn run(cli: Cli) -> ExitCode {
+    let stdout = io::stdout();
+    let out = &mut stdout.lock();
     match cli.command {
-        Command::Validate(args) => validate::run(&args),
-        Command::Check(args) => check::run(&args),
-        Command::Route(args) => route::run(&args),
-        Command::Token(TokenCommand::Create(args)) => token::create(&args),
-        Command::Ca(CaCommand::Rotate(args)) => ca::rotate(&args),
-        Command::Status(args) => status::run(&args),
+        Command::Validate(args) => validate::run(&args, out),
+        Command::Check(args) => check::run(&args, out),
+        Command::Route(args) => route::run(&args, out),
+        Command::Token(TokenCommand::Create(args)) => token::create(&args, out),
+        Command::Ca(CaCommand::Rotate(args)) => ca::rotate(&args, out),
+        Command::Status(args) => status::run(&args, out),
     }
 }

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use smi_core::policy::{HttpRequest, Route, ServiceName};
 
 use super::args::{Output, PolicyArgs, header_map, usage};
+use super::output::{Out, finish};
 
 #[derive(Debug, Args)]
 pub struct RouteArgs {
@@ -33,7 +34,7 @@ pub struct RouteArgs {
     pub output: Output,
 }
 
-pub fn run(args: &RouteArgs) -> ExitCode {
+pub fn run(args: &RouteArgs, out: Out<'_>) -> ExitCode {
     let headers = match header_map(&args.headers) {
         Ok(h) => h,
         Err(e) => return usage(&e),
@@ -105,7 +106,7 @@ pub fn run(args: &RouteArgs) -> ExitCode {
         json!({"n": n, "seed": args.seed, "counts": counts})
     });
 
-    match args.output {
+    let written = match args.output {
         Output::Json => {
             let mut body = json!({
                 "service": root,
@@ -117,11 +118,10 @@ pub fn run(args: &RouteArgs) -> ExitCode {
             if let Some(samples) = samples {
                 body["samples"] = samples;
             }
-            println!("{body}");
+            writeln!(out, "{body}")
         }
         Output::Text => {
-            println!("{root}: {method} {path}: {why}");
-            for b in &backends {
+            let lines = backends.iter().map(|b| {
                 let service = b["service"].as_str().unwrap_or_default();
                 let share = b["probability"].as_f64().unwrap_or(0.0) * 100.0;
                 let weight = b["weight"]
@@ -131,9 +131,12 @@ pub fn run(args: &RouteArgs) -> ExitCode {
                     .as_ref()
                     .and_then(|s| s["counts"][service].as_u64())
                     .map_or(String::new(), |c| format!("  {c} sampled"));
-                println!("  {service:<24} weight {weight:>6}  {share:6.2}%{count}");
-            }
+                format!("  {service:<24} weight {weight:>6}  {share:6.2}%{count}")
+            });
+            std::iter::once(format!("{root}: {method} {path}: {why}"))
+                .chain(lines)
+                .try_for_each(|line| writeln!(out, "{line}"))
         }
-    }
-    ExitCode::SUCCESS
+    };
+    finish(out, ExitCode::SUCCESS, written)
 }

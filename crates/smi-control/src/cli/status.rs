@@ -1,6 +1,8 @@
 //! `smictl status`: a readable summary of a running control service, from its admin API.
 
+use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -10,6 +12,11 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 use super::args::usage;
+use super::escape::{escape, escape_json};
+use super::output::{Out, diag, finish};
+
+/// The environment variable `status` takes the admin token from when `--token-file` is not given.
+pub const TOKEN_ENV: &str = "SMI_ADMIN_TOKEN";
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -19,9 +26,17 @@ pub struct StatusArgs {
     /// Print the raw JSON of /debug/policy and /debug/workloads.
     #[arg(long)]
     pub json: bool,
+    /// A file holding the admin API's bearer token (when the control runs with
+    /// --admin-token-file); without it, the token is taken from $SMI_ADMIN_TOKEN if set.
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
 }
 
-pub fn run(args: &StatusArgs) -> ExitCode {
+pub fn run(args: &StatusArgs, out: Out<'_>) -> ExitCode {
+    let token = match admin_token(args) {
+        Ok(t) => t,
+        Err(e) => return usage(&e),
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -30,39 +45,63 @@ pub fn run(args: &StatusArgs) -> ExitCode {
         Err(e) => return usage(&format!("starting a runtime: {e}")),
     };
     let fetched = runtime.block_on(async {
-        let policy = get_json(args.admin, "/debug/policy").await?;
-        let workloads = get_json(args.admin, "/debug/workloads").await?;
+        let token = token.as_deref();
+        let policy = get_json(args.admin, "/debug/policy", token).await?;
+        let workloads = get_json(args.admin, "/debug/workloads", token).await?;
         Ok::<_, String>((policy, workloads))
     });
     let (policy, workloads) = match fetched {
         Ok(both) => both,
         Err(e) => {
-            eprintln!("error: {e}");
+            diag!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    if args.json {
-        println!(
-            "{}",
-            serde_json::json!({"policy": policy, "workloads": workloads})
-        );
+    let written = if args.json {
+        let both = serde_json::json!({"policy": policy, "workloads": workloads}).to_string();
+        writeln!(out, "{}", escape_json(&both))
     } else {
-        print_summary(&policy, &workloads);
-    }
+        print_summary(out, &policy, &workloads)
+    };
     let healthy = policy["status"]["errors"]
         .as_array()
         .is_none_or(Vec::is_empty);
-    if healthy {
+    let code = if healthy {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    }
+    };
+    finish(out, code, written)
 }
 
-fn print_summary(policy: &Value, workloads: &Value) {
+/// The bearer token for the admin API: `--token-file`, else `$SMI_ADMIN_TOKEN`, else none.
+fn admin_token(args: &StatusArgs) -> Result<Option<String>, String> {
+    let token = match &args.token_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("--token-file {}: {e}", path.display()))?,
+        None => match std::env::var(TOKEN_ENV) {
+            Ok(token) => token,
+            Err(_) => return Ok(None),
+        },
+    };
+    let token = token.trim();
+    if token.is_empty() {
+        let from = args.token_file.as_ref().map_or_else(
+            || format!("${TOKEN_ENV}"),
+            |p| format!("--token-file {}", p.display()),
+        );
+        return Err(format!("{from}: the admin token is empty"));
+    }
+    Ok(Some(token.to_owned()))
+}
+
+/// The text summary. Workload-supplied strings (identities, names, rejection reasons) go
+/// through [`escape`]: a workload must not be able to forge lines on the operator's terminal.
+fn print_summary(out: Out<'_>, policy: &Value, workloads: &Value) -> io::Result<()> {
     let status = &policy["status"];
     let count = |key: &str| policy["resources"][key].as_array().map_or(0, Vec::len);
-    println!(
+    writeln!(
+        out,
         "policy version {}: {} TrafficTarget(s), {} HTTPRouteGroup(s), {} TCP/UDP route(s), {} TrafficSplit(s){}",
         policy["version"],
         count("traffic_targets"),
@@ -74,45 +113,70 @@ fn print_summary(policy: &Value, workloads: &Value) {
         } else {
             ""
         }
-    );
+    )?;
     let errors = status["errors"].as_array().cloned().unwrap_or_default();
+    let failing = status["failing_files"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if errors.is_empty() {
-        println!("policy directory: healthy");
+        writeln!(out, "policy directory: healthy")?;
+    } else if !failing.is_empty() {
+        writeln!(
+            out,
+            "policy directory: {} file(s) failing; every other file applies:",
+            failing.len()
+        )?;
+        for f in &failing {
+            let serving = match f["serving"].as_str() {
+                Some("last_good") => "its last good resources keep serving",
+                _ => "it contributes nothing",
+            };
+            let file = escape(f["file"].as_str().unwrap_or_default());
+            writeln!(out, "  {file}: {serving}")?;
+            for e in f["errors"].as_array().into_iter().flatten() {
+                writeln!(out, "    {}", escape(e.as_str().unwrap_or_default()))?;
+            }
+        }
     } else {
-        println!(
+        // A control service older than per-file loading: one error blocks the whole directory.
+        writeln!(
+            out,
             "policy directory: {} error(s); the last good policy keeps serving:",
             errors.len()
-        );
+        )?;
         for e in &errors {
-            println!("  {}", e.as_str().unwrap_or_default());
+            writeln!(out, "  {}", e.as_str().unwrap_or_default())?;
         }
     }
     for w in status["warnings"].as_array().into_iter().flatten() {
-        println!("  warning: {}", w.as_str().unwrap_or_default());
+        writeln!(out, "  warning: {}", w.as_str().unwrap_or_default())?;
     }
     let list = workloads["workloads"]
         .as_array()
         .cloned()
         .unwrap_or_default();
-    println!("workloads connected: {}", list.len());
+    writeln!(out, "workloads connected: {}", list.len())?;
     for w in &list {
         let rejected = w["rejected"]
             .as_str()
-            .map(|r| format!("  REJECTED: {r}"))
+            .map(|r| format!("  REJECTED: {}", escape(r)))
             .unwrap_or_default();
-        println!(
+        writeln!(
+            out,
             "  {} {}  sent v{} acked v{}  cert expires {}{}",
-            w["identity"].as_str().unwrap_or_default(),
-            w["workload"].as_str().unwrap_or_default(),
+            escape(w["identity"].as_str().unwrap_or_default()),
+            escape(w["workload"].as_str().unwrap_or_default()),
             w["sent_version"],
             w["acked_version"],
             w["certificate_expires_unix"],
             rejected
-        );
+        )?;
     }
+    Ok(())
 }
 
-async fn get_json(addr: SocketAddr, path: &str) -> Result<Value, String> {
+async fn get_json(addr: SocketAddr, path: &str, token: Option<&str>) -> Result<Value, String> {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| format!("cannot reach the admin API at {addr}: {e}"))?;
@@ -120,22 +184,104 @@ async fn get_json(addr: SocketAddr, path: &str) -> Result<Value, String> {
         .await
         .map_err(|e| format!("{addr}: {e}"))?;
     tokio::spawn(conn);
-    let request = hyper::Request::get(path)
-        .header(hyper::header::HOST, addr.to_string())
+    let mut request = hyper::Request::get(path).header(hyper::header::HOST, addr.to_string());
+    if let Some(token) = token {
+        request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = request
         .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| "the admin token cannot be sent in an HTTP header".to_owned())?;
     let response = sender
         .send_request(request)
         .await
         .map_err(|e| format!("{addr}{path}: {e}"))?;
-    if !response.status().is_success() {
-        return Err(format!("{addr}{path}: HTTP {}", response.status()));
-    }
+    let status = response.status();
     let body = response
         .into_body()
         .collect()
         .await
         .map_err(|e| e.to_string())?
         .to_bytes();
+    if !status.is_success() {
+        // The admin API says why (a token needed, a Host refused): show its first line.
+        let reason = String::from_utf8_lossy(&body);
+        let reason = reason.lines().next().unwrap_or_default();
+        return Err(format!("{addr}{path}: HTTP {status}: {}", escape(reason)));
+    }
     serde_json::from_slice(&body).map_err(|e| format!("{addr}{path}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workload_supplied_text_is_shown_escaped() {
+        let policy = serde_json::json!({"version": 3, "status": {"errors": []}, "resources": {}});
+        let workloads = serde_json::json!({"workloads": [{
+            "identity": "bookstore/bookstore\u{202e}1v",
+            "workload": "\x1b[31mbookstore-v1\rforged",
+            "sent_version": 3,
+            "acked_version": 2,
+            "certificate_expires_unix": 0,
+            "rejected": "bad\x1b]0;title\x07",
+        }]});
+        let mut out = Vec::new();
+        print_summary(&mut out, &policy, &workloads).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let raw = |c: char| c != '\n' && (c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c));
+        assert!(!text.chars().any(raw), "{text:?}");
+        assert!(
+            text.contains(
+                "  bookstore/bookstore\\u{202e}1v \\x1b[31mbookstore-v1\\rforged  sent v3"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("REJECTED: bad\\x1b]0;title\\x07\n"), "{text}");
+    }
+
+    #[test]
+    fn the_token_file_is_trimmed_and_must_not_be_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        let args = |path: &std::path::Path| StatusArgs {
+            admin: SocketAddr::from(([127, 0, 0, 1], 7080)),
+            json: false,
+            token_file: Some(path.to_owned()),
+        };
+        std::fs::write(&path, "s3cret\n").unwrap();
+        assert_eq!(admin_token(&args(&path)), Ok(Some("s3cret".to_owned())));
+        std::fs::write(&path, " \n").unwrap();
+        let err = admin_token(&args(&path)).unwrap_err();
+        assert!(
+            err.contains("is empty") && err.contains("--token-file"),
+            "{err}"
+        );
+        let err = admin_token(&args(&dir.path().join("missing"))).unwrap_err();
+        assert!(err.contains("missing"), "{err}");
+    }
+
+    #[test]
+    fn failing_policy_files_are_listed_with_what_serves_in_their_place() {
+        let policy = serde_json::json!({"version": 4, "resources": {}, "status": {
+            "errors": ["p/a.yaml:doc 1: malformed YAML", "p/b.yaml: not UTF-8 text"],
+            "failing_files": [
+                {"file": "p/a.yaml", "errors": ["p/a.yaml:doc 1: malformed YAML"], "serving": "last_good"},
+                {"file": "p/b.yaml", "errors": ["p/b.yaml: not UTF-8 text"], "serving": "nothing"},
+            ],
+        }});
+        let mut out = Vec::new();
+        print_summary(&mut out, &policy, &serde_json::json!({"workloads": []})).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(
+                "policy directory: 2 file(s) failing; every other file applies:\n\
+                 \x20 p/a.yaml: its last good resources keep serving\n\
+                 \x20   p/a.yaml:doc 1: malformed YAML\n\
+                 \x20 p/b.yaml: it contributes nothing\n\
+                 \x20   p/b.yaml: not UTF-8 text\n"
+            ),
+            "{text}"
+        );
+    }
 }

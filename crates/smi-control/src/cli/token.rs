@@ -5,10 +5,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use smi_core::{DEFAULT_TRUST_DOMAIN, ServiceAccount};
+use smi_core::{DEFAULT_TRUST_DOMAIN, ServiceAccount, ServiceRef};
 
 use super::args::usage;
 use super::duration::parse_duration;
+use super::output::{Out, finish};
 use crate::ca::CaStore;
 use crate::enroll::JoinTokens;
 
@@ -22,7 +23,7 @@ pub struct TokenCreateArgs {
     pub identity: ServiceAccount,
     /// A service the workload may register endpoints for, `namespace/service`; repeat for more.
     #[arg(long, value_name = "NS/SERVICE")]
-    pub serves: Vec<ServiceAccount>,
+    pub serves: Vec<ServiceRef>,
     /// How long the token can be used to enroll.
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     pub ttl: Duration,
@@ -30,7 +31,7 @@ pub struct TokenCreateArgs {
     pub trust_domain: String,
 }
 
-pub fn create(args: &TokenCreateArgs) -> ExitCode {
+pub fn create(args: &TokenCreateArgs, out: Out<'_>) -> ExitCode {
     let store = CaStore::new(&args.state_dir);
     // Creating the CA here too means a token can be made before the first `serve`.
     let ca = match store.open_or_init(&args.trust_domain) {
@@ -42,9 +43,7 @@ pub fn create(args: &TokenCreateArgs) -> ExitCode {
         Err(e) => return usage(&e.to_string()),
     };
     let tokens = JoinTokens::new(&key, &args.trust_domain);
-    println!(
-        "{}",
-        tokens.create(&args.identity, &args.serves, args.ttl, ca.bundle())
-    );
-    ExitCode::SUCCESS
+    let token = tokens.create(&args.identity, &args.serves, args.ttl, ca.bundle());
+    let written = writeln!(out, "{token}");
+    finish(out, ExitCode::SUCCESS, written)
 }

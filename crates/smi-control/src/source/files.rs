@@ -3,12 +3,13 @@
 //! links of Kubernetes ConfigMap volumes are not read twice), or a file named directly.
 
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use smi_core::load::{Diagnostic, Format, Loaded, Loader, Severity};
+use smi_core::load::{Diagnostic, Format, Loaded, Loader, Severity, limits};
 
-/// Loads every policy file under `paths`. Unreadable files become error diagnostics.
+/// Loads every policy file under `paths`, all in one [`Loader`] (as `smictl` does). Unreadable
+/// files become error diagnostics.
 pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Loaded {
     let mut loader = Loader::new();
     for path in paths {
@@ -16,7 +17,10 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Loaded {
         match policy_files(path) {
             Ok(files) => {
                 for file in files {
-                    load_file(&mut loader, &file);
+                    match read(&file) {
+                        Ok(bytes) => add_bytes(&mut loader, &file, &bytes),
+                        Err(e) => loader.add_diagnostic(e.diagnostic(&file)),
+                    }
                 }
             }
             Err(e) => loader.add_diagnostic(io_error(path, &e)),
@@ -44,10 +48,12 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
             continue;
         }
         let path = entry.path();
-        if fs::metadata(&path)?.is_dir() {
-            collect(&path, out)?;
-        } else if is_policy_file(&path) {
-            out.push(path);
+        match fs::metadata(&path) {
+            Ok(meta) if meta.is_dir() => collect(&path, out)?,
+            // A policy file that cannot be examined (a dangling link) fails on its own, when read.
+            _ if is_policy_file(&path) => out.push(path),
+            Ok(_) => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(())
@@ -63,14 +69,40 @@ fn is_policy_file(path: &Path) -> bool {
     )
 }
 
-fn load_file(loader: &mut Loader, path: &Path) {
+/// Why a policy file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ReadError {
+    #[error("cannot read: {0}")]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Limit(#[from] limits::Exceeded),
+}
+
+impl ReadError {
+    pub(super) fn diagnostic(&self, path: &Path) -> Diagnostic {
+        file_error(path.display().to_string(), self.to_string())
+    }
+}
+
+/// Reads a policy file. One over [`limits::MAX_SOURCE_BYTES`] is refused without being read:
+/// at most one byte more than the limit is read, in case it grew since it was examined.
+pub(super) fn read(path: &Path) -> Result<Vec<u8>, ReadError> {
+    let file = fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    limits::check_len(len)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(limits::MAX_SOURCE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    limits::check_len(bytes.len() as u64)?;
+    Ok(bytes)
+}
+
+/// Adds a file's bytes to `loader`: its documents, or an error if it is not UTF-8 text.
+pub(super) fn add_bytes(loader: &mut Loader, path: &Path, bytes: &[u8]) {
     let name = path.display().to_string();
-    match fs::read(path) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => loader.add_text(&name, &text, Format::from_path(&name)),
-            Err(_) => loader.add_diagnostic(file_error(name, "not UTF-8 text".into())),
-        },
-        Err(e) => loader.add_diagnostic(io_error(path, &e)),
+    match std::str::from_utf8(bytes) {
+        Ok(text) => loader.add_text(&name, text, Format::from_path(&name)),
+        Err(_) => loader.add_diagnostic(file_error(name, "not UTF-8 text".into())),
     }
 }
 

@@ -1,7 +1,8 @@
 //! Policy sources. Files and directories now (etcd and Kubernetes are planned): each becomes a
-//! [`smi_core::Loaded`], and [`PolicyReloader`] publishes it when it is valid.
+//! [`smi_core::Loaded`], and [`PolicyReloader`] publishes what loads.
 
 mod files;
+mod per_file;
 mod reload;
 
 pub use files::{load_paths, policy_files};

@@ -6,6 +6,8 @@
 mod access;
 mod diagnostic;
 mod document;
+pub mod limits;
+mod names;
 mod quantity;
 mod specs;
 mod split;
@@ -73,7 +75,12 @@ impl Loader {
     }
 
     /// Reads every document of `text`. `source` names it in diagnostics (usually the file path).
+    /// A text over the [`limits`] is refused whole, with one error, before it is parsed.
     pub fn add_text(&mut self, source: &str, text: &str, format: Format) {
+        if let Err(exceeded) = limits::check(text, format) {
+            self.diagnostics.push(exceeded.diagnostic(source));
+            return;
+        }
         let source: Arc<str> = Arc::from(source);
         let mut reader = document::DocumentReader {
             source,
@@ -87,6 +94,28 @@ impl Loader {
     /// Records a problem found outside the text, such as an unreadable file.
     pub fn add_diagnostic(&mut self, diagnostic: Diagnostic) {
         self.diagnostics.push(diagnostic);
+    }
+
+    /// Adds resources loaded earlier, as if their text came next: [`Loader::finish`] dedupes them
+    /// with the rest. This is how per-file loads are merged.
+    pub fn add_policy(&mut self, policy: PolicySet) {
+        let PolicySet {
+            targets,
+            route_groups,
+            l4_routes,
+            splits,
+        } = policy;
+        self.policy.targets.extend(targets);
+        self.policy.route_groups.extend(route_groups);
+        self.policy.l4_routes.extend(l4_routes);
+        self.policy.splits.extend(splits);
+    }
+
+    /// Adds an earlier load whole: its resources, its diagnostics and its skipped documents.
+    pub fn add_loaded(&mut self, loaded: Loaded) {
+        self.add_policy(loaded.policy);
+        self.diagnostics.extend(loaded.diagnostics);
+        self.skipped += loaded.skipped;
     }
 
     /// Ends the load. Resources with the same kind, namespace and name replace earlier ones (as
@@ -168,4 +197,57 @@ fn dedupe<T>(
         index += 1;
         keep
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ACCESS: &str =
+        include_str!("../../../../examples/bookstore/policy/bookstore-access.yaml");
+    const SPLIT: &str = include_str!("../../../../examples/bookstore/policy/bookstore-split.yaml");
+
+    fn split(weight: u32) -> String {
+        SPLIT.replace(
+            "weight: 50\n  - service: bookstore-v2",
+            &format!("weight: {weight}\n  - service: bookstore-v2"),
+        )
+    }
+
+    #[test]
+    fn merging_per_source_loads_equals_loading_the_sources_together() {
+        let sources = [
+            ("a.yaml", ACCESS.to_owned()),
+            ("b.yaml", split(10)),
+            ("c.yaml", split(90)),
+        ];
+        let mut together = Loader::new();
+        let mut merged = Loader::new();
+        for (name, text) in &sources {
+            together.add_text(name, text, Format::Yaml);
+            merged.add_loaded(load_str(name, text, Format::Yaml));
+        }
+        let (together, merged) = (together.finish(), merged.finish());
+        assert_eq!(merged.policy, together.policy);
+        assert_eq!(merged.diagnostics, together.diagnostics);
+        assert_eq!(merged.skipped, together.skipped);
+        assert_eq!(merged.policy.len(), 3);
+    }
+
+    #[test]
+    fn a_later_source_replaces_a_duplicate_with_a_warning_naming_both() {
+        let mut loader = Loader::new();
+        loader.add_policy(load_str("b.yaml", &split(10), Format::Yaml).policy);
+        loader.add_policy(load_str("c.yaml", &split(90), Format::Yaml).policy);
+        let loaded = loader.finish();
+        assert_eq!(loaded.policy.splits.len(), 1);
+        assert_eq!(&*loaded.policy.splits[0].meta.origin.source, "c.yaml");
+        let warnings: Vec<String> = loaded.warnings().map(ToString::to_string).collect();
+        assert_eq!(
+            warnings,
+            [
+                "c.yaml:doc 1: TrafficSplit bookstore/bookstore-split: duplicate name; this definition replaces the one at b.yaml:doc 1"
+            ]
+        );
+    }
 }
