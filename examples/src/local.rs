@@ -10,7 +10,7 @@ use smi_client::control::ControlAddr;
 use smi_control::ca::CaStore;
 use smi_control::enroll::JoinTokens;
 use smi_control::serve::{Running, ServeConfig, start};
-use smi_core::{DEFAULT_TRUST_DOMAIN, ServiceAccount};
+use smi_core::{DEFAULT_TRUST_DOMAIN, ServiceRef};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -49,8 +49,7 @@ impl LocalControl {
         let store = CaStore::new(&self.state);
         let ca = store.load(DEFAULT_TRUST_DOMAIN)?;
         let tokens = JoinTokens::new(&store.token_key()?, DEFAULT_TRUST_DOMAIN);
-        let serves: Vec<ServiceAccount> =
-            serves.iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
+        let serves: Vec<ServiceRef> = serves.iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
         let token = tokens.create(
             &identity.parse()?,
             &serves,

@@ -15,7 +15,7 @@ use smi_control::distribute::{Hub, Subscription};
 use smi_control::registry::Registry;
 use smi_control::status::Status;
 use smi_core::proto::v1;
-use smi_core::{ServiceAccount, SpiffeId};
+use smi_core::{ServiceRef, SpiffeId};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&kind, message)) = data.split_first() else {
@@ -26,11 +26,11 @@ fuzz_target!(|data: &[u8]| {
     match kind % 3 {
         0 => {
             if let Ok(req) = v1::WatchRequest::decode(message) {
-                let calls: Result<Vec<ServiceAccount>, _> = req
+                let calls: Result<Vec<ServiceRef>, _> = req
                     .services
                     .iter()
                     .filter(|s| *s != "*")
-                    .map(|s| s.parse::<ServiceAccount>())
+                    .map(|s| s.parse::<ServiceRef>())
                     .collect();
                 if let Ok(calls) = calls {
                     let subscription = Subscription {
@@ -46,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
         1 => {
             if let Ok(req) = v1::RegisterRequest::decode(message) {
                 let registry = Registry::new(Arc::clone(&hub));
-                let granted = [ServiceAccount::new("a", "b")];
+                let granted = [ServiceRef::new("a", "b")];
                 if let Ok(id) = registry.register(&identity, &granted, &req.endpoints) {
                     registry.remove(id);
                 }

@@ -13,11 +13,13 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use smi_core::model::RouteKind;
 use smi_core::policy::{Denied, HttpRequest, Permit, Request, Route, ServiceName};
-use smi_core::{Format, Loaded, Options, ServiceAccount, Snapshot, SpiffeId, load_str};
+use smi_core::{Format, Loaded, Options, ServiceAccount, ServiceRef, Snapshot, SpiffeId, load_str};
 
 mod cluster;
+mod process;
 
 pub use cluster::{Cluster, Object, objects, test_step_deletes};
+pub use process::Process;
 
 /// Test data: the conformance suite's manifests (`conformance/`) and the parse cases (`parse/`).
 pub const DATA_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data");
@@ -39,7 +41,13 @@ pub fn join_token(state: &Path, identity: &str, serves: &[&str]) -> String {
         .token_key()
         .unwrap_or_else(|e| panic!("the token key in {}: {e}", state.display()));
     let tokens = smi_control::enroll::JoinTokens::new(&key, TRUST_DOMAIN);
-    let serves: Vec<ServiceAccount> = serves.iter().map(|s| parse_account(s)).collect();
+    let serves: Vec<ServiceRef> = serves
+        .iter()
+        .map(|s| {
+            s.parse()
+                .unwrap_or_else(|e| panic!("{s:?} is not a service: {e}"))
+        })
+        .collect();
     tokens.create(
         &parse_account(identity),
         &serves,

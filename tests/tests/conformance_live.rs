@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use smi_control::ca::CaStore;
 use smi_control::enroll::JoinTokens;
 use smi_control::serve::{Running, ServeConfig, start};
-use smi_core::ServiceAccount;
+use smi_core::{ServiceAccount, ServiceRef};
 use smi_tests::{NAMESPACE, data_text};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -110,10 +110,10 @@ impl Suite {
         let tokens = JoinTokens::new(&store.token_key().unwrap(), "cluster.local");
         let mut apps = Vec::new();
         for spec in fixture {
-            let serves: Vec<ServiceAccount> = spec
+            let serves: Vec<ServiceRef> = spec
                 .serves
                 .iter()
-                .map(|s| ServiceAccount::new(NAMESPACE, *s))
+                .map(|s| ServiceRef::new(NAMESPACE, *s))
                 .collect();
             let token = tokens.create(
                 &ServiceAccount::new(NAMESPACE, spec.account),

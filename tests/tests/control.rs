@@ -12,7 +12,7 @@ use smi_client::control::{ClientError, ControlAddr, Credentials, connect, enroll
 use smi_control::ca::{CaStore, peer_identity};
 use smi_control::enroll::JoinTokens;
 use smi_control::serve::{Running, ServeConfig, start};
-use smi_core::ServiceAccount;
+use smi_core::ServiceRef;
 use smi_core::proto::v1::{self, control_client::ControlClient};
 use tonic::Streaming;
 
@@ -101,7 +101,7 @@ fn token_for(state: &Path, identity: &str, serves: &[&str], ttl: Duration) -> St
     let store = CaStore::new(state);
     let ca = store.open_or_init("cluster.local").unwrap();
     let tokens = JoinTokens::new(&store.token_key().unwrap(), "cluster.local");
-    let serves: Vec<ServiceAccount> = serves.iter().map(|s| s.parse().unwrap()).collect();
+    let serves: Vec<ServiceRef> = serves.iter().map(|s| s.parse().unwrap()).collect();
     tokens.create(&identity.parse().unwrap(), &serves, ttl, ca.bundle())
 }
 
@@ -114,7 +114,7 @@ async fn get_json(addr: std::net::SocketAddr, path: &str) -> Value {
             .unwrap();
     tokio::spawn(conn);
     let req = hyper::Request::get(path)
-        .header("host", "admin")
+        .header("host", "localhost")
         .body(Empty::<hyper::body::Bytes>::new())
         .unwrap();
     let body = sender
@@ -187,7 +187,7 @@ async fn a_join_token_yields_a_certificate_for_exactly_its_identity() {
     assert_eq!(peer.spiffe_id, *creds.spiffe_id());
     assert_eq!(
         peer.serves,
-        vec![ServiceAccount::new("bookstore", "bookstore-v1")]
+        vec![ServiceRef::new("bookstore", "bookstore-v1")]
     );
     mesh.control.shutdown().await;
 }
@@ -269,7 +269,7 @@ async fn a_workload_renews_over_mtls_without_a_token() {
     let peer = peer_identity(&second.chain_der()[0].clone().into()).unwrap();
     assert_eq!(
         peer.serves,
-        vec![ServiceAccount::new("bookbuyer", "bookbuyer")]
+        vec![ServiceRef::new("bookbuyer", "bookbuyer")]
     );
     mesh.control.shutdown().await;
 }

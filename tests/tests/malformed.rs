@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,68 +16,14 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use smi_client::control::ControlAddr;
 use smi_client::{Mesh, MeshClient, MeshConfig};
-use smi_tests::{join_token, policy_until};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use smi_tests::{Process, join_token, policy_until};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const WAIT: Duration = Duration::from_secs(20);
 /// How long each hostile connection waits for the server's answer (or for it to hang up).
 const LINGER: Duration = Duration::from_secs(2);
 const ACCESS: &str = include_str!("../../examples/bookstore/policy/bookstore-access.yaml");
-
-/// A process that prints `ready <addr> <addr>` once serving; its stderr is collected.
-struct Process {
-    child: tokio::process::Child,
-    addrs: Vec<SocketAddr>,
-    stderr: tokio::task::JoinHandle<String>,
-}
-
-impl Process {
-    async fn spawn(mut command: tokio::process::Command) -> Process {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut stderr = child.stderr.take().unwrap();
-        let stderr = tokio::spawn(async move {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text).await;
-            text
-        });
-        let line = tokio::time::timeout(
-            WAIT,
-            BufReader::new(child.stdout.take().unwrap())
-                .lines()
-                .next_line(),
-        )
-        .await
-        .expect("ready within 20 s")
-        .unwrap()
-        .expect("a ready line");
-        let addrs = line
-            .split_whitespace()
-            .skip(1)
-            .map(|a| a.parse().unwrap())
-            .collect();
-        Process {
-            child,
-            addrs,
-            stderr,
-        }
-    }
-
-    /// Asserts the process is still running, then stops it; returns what it wrote to stderr.
-    async fn still_alive_then_stop(mut self, name: &str) -> String {
-        assert!(
-            self.child.try_wait().unwrap().is_none(),
-            "{name} exited under malformed input"
-        );
-        self.child.kill().await.unwrap();
-        self.stderr.await.unwrap()
-    }
-}
 
 /// Writes `bytes`, then reads whatever comes back for up to `LINGER`; the outcome does not
 /// matter, only that the server survives it.
@@ -226,26 +171,16 @@ async fn malformed_tls_and_http_never_crash_a_workload_or_the_control() {
     std::fs::create_dir_all(&policy).unwrap();
     std::fs::write(policy.join("access.yaml"), ACCESS).unwrap();
 
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_smi-test-control"));
-    command
-        .arg(&policy)
-        .arg(&state)
-        .args(["127.0.0.1:0", "600000"]);
-    let control = Process::spawn(command).await;
+    let control = Process::control(&policy, &state, Duration::from_secs(600)).await;
     let api = control.addrs[0].to_string();
-
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_smi-conformance-app"));
-    command.args([
-        "--name",
+    let app = Process::app(
+        control.addrs[0],
+        &state,
         "bookstore",
-        "--service",
+        "bookstore/bookstore",
         "bookstore/bookstore-v1",
-        "--control",
-        &api,
-        "--token",
-        &join_token(&state, "bookstore/bookstore", &["bookstore/bookstore-v1"]),
-    ]);
-    let app = Process::spawn(command).await;
+    )
+    .await;
     let mesh_addr = app.addrs[0];
 
     let join = |identity: &str| {

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::pki_types::CertificateDer;
-use smi_core::{ServiceAccount, SpiffeId};
+use smi_core::{DEFAULT_CLUSTER_DOMAIN, ServiceRef, SpiffeId};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -11,8 +11,9 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerIdentity {
     pub spiffe_id: SpiffeId,
-    /// Services from DNS SANs of the form `name.ns.svc.<cluster-domain>`.
-    pub serves: Vec<ServiceAccount>,
+    /// Services from DNS SANs of the form `name.ns.svc.<cluster-domain>` (parsed by that exact
+    /// suffix: [`ServiceRef::from_dns_name`]).
+    pub serves: Vec<ServiceRef>,
     pub not_after: SystemTime,
 }
 
@@ -27,12 +28,7 @@ pub fn peer_identity(leaf: &CertificateDer<'_>) -> Result<PeerIdentity, String> 
             match name {
                 GeneralName::URI(uri) if uri.starts_with("spiffe://") => spiffe.push(*uri),
                 GeneralName::DNSName(dns) => {
-                    let mut labels = dns.splitn(4, '.');
-                    if let (Some(name), Some(ns), Some("svc")) =
-                        (labels.next(), labels.next(), labels.next())
-                    {
-                        serves.push(ServiceAccount::new(ns, name));
-                    }
+                    serves.extend(ServiceRef::from_dns_name(dns, DEFAULT_CLUSTER_DOMAIN));
                 }
                 _ => {}
             }

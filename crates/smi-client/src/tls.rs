@@ -30,8 +30,12 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 fn roots(credentials: &Credentials) -> Result<Arc<RootCertStore>, TlsError> {
+    roots_of(credentials.bundle_der())
+}
+
+fn roots_of(bundle: &[Vec<u8>]) -> Result<Arc<RootCertStore>, TlsError> {
     let mut roots = RootCertStore::empty();
-    for der in credentials.bundle_der() {
+    for der in bundle {
         roots
             .add(CertificateDer::from(der.clone()))
             .map_err(|e| TlsError(format!("trust bundle: {e}")))?;
@@ -76,6 +80,7 @@ pub fn client_config(credentials: &Credentials) -> Result<ClientConfig, TlsError
     let verifier = BundleVerifier {
         roots: roots(credentials)?,
         provider: provider.clone(),
+        expect: None,
     };
     let (chain, key) = chain_and_key(credentials);
     let mut config = ClientConfig::builder_with_provider(provider)
@@ -89,6 +94,39 @@ pub fn client_config(credentials: &Credentials) -> Result<ClientConfig, TlsError
     Ok(config)
 }
 
+/// The client side of the control API: the server's chain must end in `bundle` and its leaf must
+/// carry the control's own SPIFFE ID (which the CA never issues to a workload), whatever DNS
+/// name or IP was dialled. `client` presents a workload certificate (renewal, Watch, Register);
+/// `None` is first contact with a join token.
+pub fn control_client_config(
+    bundle: &[Vec<u8>],
+    trust_domain: &str,
+    client: Option<&Credentials>,
+) -> Result<ClientConfig, TlsError> {
+    let provider = provider();
+    let verifier = BundleVerifier {
+        roots: roots_of(bundle)?,
+        provider: provider.clone(),
+        expect: Some(smi_core::control_spiffe_id(trust_domain)),
+    };
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let mut config = match client {
+        Some(credentials) => {
+            let (chain, key) = chain_and_key(credentials);
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| TlsError(e.to_string()))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
 /// The SPIFFE ID of a verified peer's leaf certificate.
 pub fn peer_spiffe_id(certificates: Option<&[CertificateDer<'_>]>) -> Result<SpiffeId, String> {
     let leaf = certificates
@@ -97,11 +135,13 @@ pub fn peer_spiffe_id(certificates: Option<&[CertificateDer<'_>]>) -> Result<Spi
     Ok(peer_identity(leaf)?.spiffe_id)
 }
 
-/// Verifies the server's chain against the trust bundle, whatever name was asked for.
+/// Verifies the server's chain against the trust bundle, whatever name was asked for; with
+/// `expect`, also that the leaf carries exactly that SPIFFE ID.
 #[derive(Debug)]
 struct BundleVerifier {
     roots: Arc<RootCertStore>,
     provider: Arc<CryptoProvider>,
+    expect: Option<SpiffeId>,
 }
 
 impl ServerCertVerifier for BundleVerifier {
@@ -121,6 +161,16 @@ impl ServerCertVerifier for BundleVerifier {
             now,
             self.provider.signature_verification_algorithms.all,
         )?;
+        if let Some(expected) = &self.expect {
+            let presented = peer_identity(end_entity)
+                .map_err(|e| rustls::Error::General(format!("the server's certificate: {e}")))?
+                .spiffe_id;
+            if presented != *expected {
+                return Err(rustls::Error::General(format!(
+                    "the server is {presented}, not the control service ({expected})"
+                )));
+            }
+        }
         Ok(ServerCertVerified::assertion())
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use smi_core::ServiceAccount;
+use smi_core::ServiceRef;
 use smi_core::proto::v1::{self, control_server::Control};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, WatchStream};
@@ -90,7 +90,9 @@ impl Control for ControlApi {
             .map_err(|e| {
                 refuse(match e {
                     CaError::BadCsr(_) => Status::invalid_argument(e.to_string()),
-                    CaError::ForeignSan { .. } => Status::permission_denied(e.to_string()),
+                    CaError::ForeignSan { .. } | CaError::Reserved(_) => {
+                        Status::permission_denied(e.to_string())
+                    }
                     CaError::Sign(_) => Status::internal(e.to_string()),
                 })
             })?;
@@ -118,7 +120,7 @@ impl Control for ControlApi {
             .iter()
             .filter(|s| *s != "*")
             .map(|s| {
-                s.parse::<ServiceAccount>()
+                s.parse::<ServiceRef>()
                     .map_err(|e| Status::invalid_argument(format!("services: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;

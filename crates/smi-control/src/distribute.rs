@@ -6,9 +6,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use smi_core::ServiceAccount;
 use smi_core::model::{L4Protocol, PolicySet, RouteKind};
 use smi_core::proto::v1;
+use smi_core::{ServiceAccount, ServiceRef};
 use tokio::sync::watch;
 
 /// Endpoints by service (`namespace`, `name`).
@@ -78,9 +78,9 @@ pub struct Subscription {
     pub identity: ServiceAccount,
     /// Services its certificate lets it serve (it needs the splits they are backends of, so that
     /// it accepts requests addressed to the root service).
-    pub serves: Vec<ServiceAccount>,
+    pub serves: Vec<ServiceRef>,
     /// Services it calls; `all` for `*`.
-    pub calls: Vec<ServiceAccount>,
+    pub calls: Vec<ServiceRef>,
     pub all: bool,
 }
 
@@ -333,7 +333,7 @@ mod tests {
         );
         hub.set_endpoints(table);
         let view = hub.latest().view(&Subscription {
-            calls: vec![ServiceAccount::new("bookstore", "bookstore")],
+            calls: vec![ServiceRef::new("bookstore", "bookstore")],
             ..subscription("bookbuyer", "bookbuyer")
         });
         assert_eq!(view.policy.unwrap().traffic_splits.len(), 1);

@@ -11,8 +11,8 @@ use aws_lc_rs::{digest, hmac};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rustls::pki_types::CertificateDer;
-use smi_core::ServiceAccount;
 use smi_core::token::{self, Claims, TokenError};
+use smi_core::{ServiceAccount, ServiceRef};
 
 use crate::ca::peer_identity;
 
@@ -21,7 +21,7 @@ use crate::ca::peer_identity;
 pub struct Grant {
     pub identity: ServiceAccount,
     /// Services it may register endpoints for.
-    pub serves: Vec<ServiceAccount>,
+    pub serves: Vec<ServiceRef>,
     /// How it authenticated, for logs: `join token <jti>`, `certificate`.
     pub via: String,
 }
@@ -113,7 +113,7 @@ impl JoinTokens {
     pub fn create(
         &self,
         identity: &ServiceAccount,
-        serves: &[ServiceAccount],
+        serves: &[ServiceRef],
         ttl: Duration,
         bundle: &[CertificateDer<'_>],
     ) -> String {
@@ -227,7 +227,7 @@ mod tests {
     fn a_token_grants_exactly_its_identity_and_services() {
         let t = tokens(b"k1");
         let who = ServiceAccount::new("shop", "web");
-        let serves = vec![ServiceAccount::new("shop", "web")];
+        let serves = vec![ServiceRef::new("shop", "web")];
         let token = t.create(&who, &serves, Duration::from_secs(60), &[]);
         let grant = t.verify(&token).unwrap();
         assert_eq!(grant.identity, who);

@@ -9,14 +9,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use smi_core::proto::v1;
-use smi_core::{ServiceAccount, SpiffeId};
+use smi_core::{ServiceRef, SpiffeId};
 
 use crate::distribute::{EndpointTable, Hub};
 
 /// One endpoint as registered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Registered {
-    pub service: ServiceAccount,
+    pub service: ServiceRef,
     pub address: IpAddr,
     pub port: u16,
 }
@@ -56,13 +56,13 @@ impl Registry {
     pub fn register(
         &self,
         identity: &SpiffeId,
-        granted: &[ServiceAccount],
+        granted: &[ServiceRef],
         request: &[v1::EndpointRegistration],
     ) -> Result<u64, RegisterError> {
         let mut endpoints = Vec::with_capacity(request.len());
         for (index, e) in request.iter().enumerate() {
             let invalid = |message: String| RegisterError::Invalid { index, message };
-            let service: ServiceAccount = e
+            let service: ServiceRef = e
                 .service
                 .parse()
                 .map_err(|err| invalid(format!("service: {err}")))?;

@@ -138,6 +138,77 @@ fn check_allows_bookbuyer_and_names_the_deciding_target_rule_and_match() {
     assert_eq!(v["permit"]["match"], "books-bought");
 }
 
+/// `smictl check` for bookbuyer -> bookstore on `GET path`.
+fn check_buyer(path: &str, output: &str) -> Output {
+    smictl(&[
+        "check",
+        "--policy",
+        EXAMPLE_POLICY,
+        "--from",
+        "bookbuyer/bookbuyer",
+        "--to",
+        "bookstore/bookstore",
+        "--http",
+        "GET",
+        path,
+        "--output",
+        output,
+    ])
+}
+
+#[test]
+fn check_normalizes_the_path_as_the_data_plane_does_and_says_so() {
+    let out = check_buyer("/buy-a-book/new/../../admin/delete-all", "text");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("HTTP GET /admin/delete-all"), "{text}");
+    assert!(
+        text.contains("path normalized from /buy-a-book/new/../../admin/delete-all"),
+        "{text}"
+    );
+    let out = check_buyer("//buy-a-book/./new", "json");
+    assert_eq!(out.status.code(), Some(0));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["normalized_from"], "//buy-a-book/./new");
+    assert_eq!(v["request"], "HTTP GET /buy-a-book/new (any port)");
+    // What the data plane refuses with 400 is a DENY here, with the reason.
+    let out = check_buyer("/buy-a-book/new%2F..%2Fadmin", "json");
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["reason"], "invalid_request");
+    // A canonical path is not reported as normalized.
+    let out = check_buyer("/buy-a-book/new", "json");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.get("normalized_from").is_none(), "{v}");
+}
+
+#[test]
+fn validate_warns_where_a_prefix_admits_more_than_it_spells() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "routes.yaml",
+        "apiVersion: specs.smi-spec.io/v1alpha4\nkind: HTTPRouteGroup\n\
+         metadata: {name: routes, namespace: shop}\n\
+         spec: {matches: [{name: exact, pathRegex: /buy$}, {name: broad, pathRegex: /buy-a-book/new}]}\n",
+    );
+    let out = smictl(&["validate", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "advice, not an error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("spec.matches[1].pathRegex: \"/buy-a-book/new\" is matched as a prefix"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("matches[0]"), "{stderr}");
+    // The bundled example anchors its paths: no advice.
+    let out = smictl(&["validate", EXAMPLE_POLICY]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("0 warning(s)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn check_denies_bookthief_with_exit_code_1() {
     let out = smictl(&[
@@ -293,4 +364,133 @@ fn route_lists_the_root_service_itself_when_there_is_no_split() {
     assert_eq!(v["decision"], "unsplit");
     assert_eq!(v["backends"][0]["service"], "bookwarehouse");
     assert_eq!(v["backends"][0]["probability"], 1.0);
+}
+
+/// Runs smictl with stdout a pipe whose read end is already closed: every write fails with
+/// EPIPE (Rust ignores SIGPIPE, so the process sees the error instead of dying).
+fn smictl_with_stdout_closed(args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_smictl"))
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run smictl")
+}
+
+#[test]
+fn a_closed_stdout_keeps_the_documented_exit_codes_without_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "bad.yaml",
+        "apiVersion: split.smi-spec.io/v1alpha4\nkind: TrafficSplit\n\
+         metadata: {name: canary, namespace: web}\n\
+         spec: {service: web, backends: [{service: v1, weight: -1}]}\n",
+    );
+    let bad = dir.path().to_str().unwrap();
+    let check = |from: &'static str| {
+        vec![
+            "check",
+            "--policy",
+            EXAMPLE_POLICY,
+            "--from",
+            from,
+            "--to",
+            "bookstore/bookstore",
+            "--http",
+            "GET",
+            "/books-bought",
+        ]
+    };
+    let mut json = check("bookbuyer/bookbuyer");
+    json.extend(["--output", "json"]);
+    let cases: Vec<(Vec<&str>, i32)> = vec![
+        (vec!["validate", bad], 1),
+        (check("bookthief/bookthief"), 1),
+        (check("bookbuyer/bookbuyer"), 0),
+        (json, 0),
+        (
+            vec![
+                "route",
+                "--policy",
+                EXAMPLE_POLICY,
+                "--service",
+                "bookstore/bookstore",
+            ],
+            0,
+        ),
+    ];
+    for (args, code) in cases {
+        let out = smictl_with_stdout_closed(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    // validate still says on stderr what it found.
+    let out = smictl_with_stdout_closed(&["validate", bad]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invalid: 0 SMI resource(s)"), "{err}");
+}
+
+/// A control service with an admin token, on 127.0.0.1 port 0, and `smictl status` against it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_sends_the_admin_token_and_says_why_it_was_refused() {
+    use smi_control::serve::{ServeConfig, ServeError, start};
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy");
+    fs::create_dir(&policy).unwrap();
+    let token_file = write(dir.path(), "admin.token", "s3cret-admin-token\n");
+    let config = |token_mode: u32| {
+        fs::set_permissions(&token_file, fs::Permissions::from_mode(token_mode)).unwrap();
+        ServeConfig {
+            policy_dir: policy.clone(),
+            state_dir: dir.path().join("state"),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            admin: "127.0.0.1:0".parse().unwrap(),
+            admin_token_file: Some(token_file.clone()),
+            ..ServeConfig::default()
+        }
+    };
+    // A token others can read: the control does not start.
+    let err = start(config(0o644)).await.unwrap_err();
+    assert!(matches!(err, ServeError::AdminToken(_)), "{err}");
+    assert!(err.to_string().contains("chmod 600"), "{err}");
+
+    let control = start(config(0o600)).await.unwrap();
+    let admin = control.admin_addr.to_string();
+    let status = move |extra: Vec<String>| {
+        let admin = admin.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut args = vec!["status".to_owned(), "--admin".to_owned(), admin];
+            args.extend(extra);
+            Command::new(env!("CARGO_BIN_EXE_smictl"))
+                .args(&args)
+                .env_remove("SMI_ADMIN_TOKEN")
+                .output()
+                .unwrap()
+        })
+    };
+    let refused = status(vec![]).await.unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(err.contains("401") && err.contains("--token-file"), "{err}");
+
+    let token = token_file.to_str().unwrap().to_owned();
+    let served = status(vec!["--token-file".into(), token]).await.unwrap();
+    assert_eq!(
+        served.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&served.stderr)
+    );
+    assert!(
+        stdout(&served).contains("workloads connected: 0"),
+        "{}",
+        stdout(&served)
+    );
+    control.shutdown().await;
 }

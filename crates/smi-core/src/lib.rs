@@ -11,6 +11,9 @@ pub mod policy;
 pub mod proto;
 pub mod token;
 
-pub use identity::{DEFAULT_TRUST_DOMAIN, IdentityError, ServiceAccount, SpiffeId};
+pub use identity::{
+    CONTROL_ACCOUNT, DEFAULT_CLUSTER_DOMAIN, control_spiffe_id, DEFAULT_TRUST_DOMAIN, IdentityError, NameKind, ServiceAccount, ServiceRef,
+    SpiffeId,
+};
 pub use load::{Diagnostic, Format, Loaded, Loader, Severity, load_str};
 pub use policy::{Options, PathMatch, Snapshot};

@@ -8,7 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
-use crate::identity::ServiceAccount;
+use crate::identity::{ServiceAccount, ServiceRef};
 
 pub const PREFIX: &str = "smi1";
 
@@ -43,15 +43,15 @@ impl Claims {
     pub fn identity(&self) -> Result<ServiceAccount, TokenError> {
         self.sub
             .parse()
-            .map_err(|e: crate::IdentityError| TokenError::Claims(e.to_string()))
+            .map_err(|e: crate::IdentityError| TokenError::Claims(format!("sub: {e}")))
     }
 
-    pub fn services(&self) -> Result<Vec<ServiceAccount>, TokenError> {
+    pub fn services(&self) -> Result<Vec<ServiceRef>, TokenError> {
         self.serves
             .iter()
             .map(|s| {
                 s.parse()
-                    .map_err(|e: crate::IdentityError| TokenError::Claims(e.to_string()))
+                    .map_err(|e: crate::IdentityError| TokenError::Claims(format!("serves: {e}")))
             })
             .collect()
     }

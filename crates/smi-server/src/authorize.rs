@@ -1,7 +1,9 @@
 //! `AuthorizeLayer`: every request is decided by the mesh's current SMI policy (deny unless a
 //! TrafficTarget allows it). A denied HTTP request gets `403` with a short body; a denied gRPC
 //! call gets `PERMISSION_DENIED`. The policy is read per request, so a change applies to
-//! connections that are already open.
+//! connections that are already open. Before deciding, the request is made canonical (its path
+//! normalized, its authority and matched headers unambiguous; see [`crate::canonical`]): an
+//! ambiguous one gets `400`, and the application receives the canonical request.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,6 +19,7 @@ use smi_core::policy::{self, HttpRequest};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::canonical::{Invalid, authority, canonicalize};
 use crate::peer::Peer;
 
 /// Enforces SMI policy in front of a service served with [`crate::serve`].
@@ -60,11 +63,20 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<ReqB>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
         let started = Instant::now();
         let source: StringValue = peer_of(&request)
             .map_or_else(|| "unauthenticated".into(), |p| p.identity_text().into());
-        match self.decide(&request) {
+        let state = self.mesh.policy();
+        // Decide on the canonical request, and pass on that same request: the application must
+        // see the path and headers that were authorized, not another spelling of them.
+        let decision = canonicalize(&mut request, state.snapshot.matched_headers())
+            .map_err(Refusal::Invalid)
+            .and_then(|()| {
+                self.decide(&state.snapshot, &request)
+                    .map_err(Refusal::Denied)
+            });
+        match decision {
             Ok(route) => AuthorizeFuture::Allowed {
                 inner: self.inner.call(request),
                 pending: Some(Pending {
@@ -74,12 +86,12 @@ where
                     started,
                 }),
             },
-            Err(code) => {
-                let response = denied(&request, code);
+            Err(refusal) => {
+                let response = refused(&request, refusal);
                 Pending {
                     mesh: self.mesh.clone(),
                     source,
-                    route: "denied".into(),
+                    route: refusal.route_label().into(),
                     started,
                 }
                 .record(response.status().as_u16());
@@ -87,6 +99,24 @@ where
                     response: Some(response),
                 }
             }
+        }
+    }
+}
+
+/// Why a request did not reach the application.
+#[derive(Clone, Copy, Debug)]
+enum Refusal {
+    /// Ambiguous or malformed: 400 (gRPC `INVALID_ARGUMENT`).
+    Invalid(Invalid),
+    /// Not allowed by policy (the reason's short code): 403 (gRPC `PERMISSION_DENIED`).
+    Denied(&'static str),
+}
+
+impl Refusal {
+    fn route_label(&self) -> &'static str {
+        match self {
+            Refusal::Invalid(_) => "invalid",
+            Refusal::Denied(_) => "denied",
         }
     }
 }
@@ -115,28 +145,22 @@ impl Pending {
 
 impl<S> Authorize<S> {
     /// `Ok` carries what allowed it (the metrics' route label), `Err` the reason's short code.
-    fn decide<B>(&self, request: &Request<B>) -> Result<StringValue, &'static str> {
+    fn decide<B>(
+        &self,
+        snapshot: &smi_core::Snapshot,
+        request: &Request<B>,
+    ) -> Result<StringValue, &'static str> {
         let Some(peer) = peer_of(request) else {
             return Err("unauthenticated");
         };
-        let authority = request.uri().authority().map(|a| a.as_str()).or_else(|| {
-            request
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-        });
         let mut http = HttpRequest::new(
             request.method().as_str(),
             request.uri().path(),
             request.headers(),
         );
-        http.authority = authority;
+        http.authority = authority(request);
         let decision = policy::Request::http(Some(peer.local.port()), http);
-        let state = self.mesh.policy();
-        match state
-            .snapshot
-            .authorize(self.mesh.identity(), Some(&peer.identity), &decision)
-        {
+        match snapshot.authorize(self.mesh.identity(), Some(&peer.identity), &decision) {
             Ok(permit) => Ok(permit.label().into()),
             Err(denied) => {
                 tracing::debug!(peer = %peer.identity, path = request.uri().path(), reason = %denied, "request denied");
@@ -164,7 +188,19 @@ fn is_grpc<B>(request: &Request<B>) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
-fn denied<B, ResB>(request: &Request<B>, code: &'static str) -> Answer<ResB> {
+fn refused<B, ResB>(request: &Request<B>, refusal: Refusal) -> Answer<ResB> {
+    let (status, grpc_status, message) = match refusal {
+        Refusal::Invalid(invalid) => (
+            StatusCode::BAD_REQUEST,
+            "3",
+            format!("refused by the mesh: {invalid}"),
+        ),
+        Refusal::Denied(code) => (
+            StatusCode::FORBIDDEN,
+            "7",
+            format!("denied by SMI policy: {code}"),
+        ),
+    };
     let mut response = Response::new(Either::Right(Full::new(Bytes::new())));
     if is_grpc(request) {
         // A trailers-only gRPC response: status in the headers.
@@ -173,19 +209,17 @@ fn denied<B, ResB>(request: &Request<B>, code: &'static str) -> Answer<ResB> {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/grpc"),
         );
-        headers.insert("grpc-status", HeaderValue::from_static("7"));
-        if let Ok(message) = HeaderValue::from_str(&format!("denied by SMI policy ({code})")) {
+        headers.insert("grpc-status", HeaderValue::from_static(grpc_status));
+        if let Ok(message) = HeaderValue::from_str(&message) {
             headers.insert("grpc-message", message);
         }
     } else {
-        *response.status_mut() = StatusCode::FORBIDDEN;
+        *response.status_mut() = status;
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        *response.body_mut() = Either::Right(Full::new(Bytes::from(format!(
-            "denied by SMI policy: {code}\n"
-        ))));
+        *response.body_mut() = Either::Right(Full::new(Bytes::from(message + "\n")));
     }
     response
 }

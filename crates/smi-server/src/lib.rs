@@ -17,6 +17,7 @@
 mod accept;
 mod admin;
 mod authorize;
+mod canonical;
 mod listener;
 mod peer;
 mod serve;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use smi_control::ca::CaStore;
 use smi_control::enroll::JoinTokens;
-use smi_core::{DEFAULT_TRUST_DOMAIN, ServiceAccount};
+use smi_core::{DEFAULT_TRUST_DOMAIN, ServiceRef};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
@@ -93,7 +93,7 @@ pub async fn run(options: Options) -> Result<Summary, Error> {
     let mut processes = vec![control];
     let mut readers = Vec::new();
     for workload in &WORKLOADS {
-        let serves: Vec<ServiceAccount> = workload
+        let serves: Vec<ServiceRef> = workload
             .serves
             .iter()
             .map(|s| s.parse())

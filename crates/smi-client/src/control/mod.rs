@@ -3,6 +3,7 @@
 //! The private key is generated in this process and never leaves it: the control service only
 //! ever sees a CSR. On first contact the workload trusts exactly the CA its join token pins.
 
+mod connector;
 mod credentials;
 
 pub use credentials::{Credentials, PemFiles};
@@ -12,7 +13,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rcgen::{CertificateParams, KeyPair};
 use smi_core::proto::v1::{self, control_client::ControlClient};
 use smi_core::token;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use std::sync::Arc;
+
+use rustls::ClientConfig;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::tls::control_client_config;
+use connector::ControlConnector;
 
 /// Why talking to the control service failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +49,7 @@ impl From<tonic::Status> for ClientError {
 pub struct ControlAddr {
     uri: String,
     host: String,
+    port: u16,
 }
 
 impl ControlAddr {
@@ -50,7 +58,10 @@ impl ControlAddr {
         let (host, port) = hostport
             .rsplit_once(':')
             .ok_or_else(|| ClientError::Address(addr.to_owned()))?;
-        if host.is_empty() || port.parse::<u16>().is_err() {
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| ClientError::Address(addr.to_owned()))?;
+        if host.is_empty() {
             return Err(ClientError::Address(addr.to_owned()));
         }
         Ok(Self {
@@ -59,6 +70,7 @@ impl ControlAddr {
                 .trim_start_matches('[')
                 .trim_end_matches(']')
                 .to_owned(),
+            port,
         })
     }
 
@@ -67,33 +79,34 @@ impl ControlAddr {
         &self.uri
     }
 
-    async fn connect(&self, tls: ClientTlsConfig) -> Result<Channel, ClientError> {
+    async fn connect(&self, tls: ClientConfig) -> Result<Channel, ClientError> {
         let connect_error = |e: tonic::transport::Error| ClientError::Connect {
             addr: self.uri.clone(),
             message: error_chain(&e),
         };
-        Endpoint::from_shared(self.uri.clone())
+        // The scheme is http because the connector below does TLS itself (tonic's own TLS would
+        // verify the dialled name; we verify the control's SPIFFE ID).
+        let connector = ControlConnector {
+            host: self.host.clone(),
+            port: self.port,
+            config: Arc::new(tls),
+        };
+        Endpoint::from_shared(self.uri.replacen("https://", "http://", 1))
             .map_err(|_| ClientError::Address(self.uri.clone()))?
             .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(20))
-            .tls_config(tls.domain_name(self.host.clone()))
-            .map_err(connect_error)?
-            .connect()
+            .connect_with_connector(connector)
             .await
             .map_err(connect_error)
     }
 }
 
-/// First contact: proves the identity with a join token, trusting only the CA it pins.
+/// First contact: proves the identity with a join token, trusting only the CA it pins (and, in
+/// it, only the control's own identity).
 pub async fn enroll(addr: &ControlAddr, join_token: &str) -> Result<Credentials, ClientError> {
     let claims = token::parse(join_token)?.claims;
-    let pinned: Vec<Certificate> = claims
-        .ca_der()?
-        .iter()
-        .map(|der| Certificate::from_pem(smi_core::pem::encode("CERTIFICATE", der)))
-        .collect();
-    let tls = ClientTlsConfig::new().ca_certificates(pinned);
+    let tls = control_client_config(&claims.ca_der()?, &claims.trust_domain, None)
+        .map_err(|e| ClientError::Invalid(format!("the join token's CA: {e}")))?;
     let channel = addr.connect(tls).await?;
     certify(channel, join_token).await
 }
@@ -109,12 +122,12 @@ pub async fn connect(
     addr: &ControlAddr,
     credentials: &Credentials,
 ) -> Result<Channel, ClientError> {
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(credentials.bundle_pem()))
-        .identity(Identity::from_pem(
-            credentials.chain_pem(),
-            credentials.key_pem(),
-        ));
+    let tls = control_client_config(
+        credentials.bundle_der(),
+        &credentials.spiffe_id().trust_domain,
+        Some(credentials),
+    )
+    .map_err(|e| ClientError::Invalid(e.to_string()))?;
     addr.connect(tls).await
 }
 

@@ -19,10 +19,7 @@ use rcgen::{
     KeyUsagePurpose, SanType, SerialNumber,
 };
 use rustls::pki_types::CertificateDer;
-use smi_core::{ServiceAccount, SpiffeId};
-
-/// A service a workload may serve: `namespace/name`.
-pub type ServiceRef = ServiceAccount;
+use smi_core::{DEFAULT_CLUSTER_DOMAIN, ServiceAccount, ServiceRef, SpiffeId, control_spiffe_id};
 
 /// Why a certificate was not issued.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +28,8 @@ pub enum CaError {
     BadCsr(String),
     #[error("the CSR asks for {asked}, but the credential is for {granted}")]
     ForeignSan { asked: String, granted: String },
+    #[error("{0} is the control service's own identity; no workload can hold it")]
+    Reserved(ServiceAccount),
     #[error("signing failed: {0}")]
     Sign(#[from] rcgen::Error),
 }
@@ -67,7 +66,7 @@ impl Authority {
             intermediates,
             bundle,
             trust_domain: trust_domain.to_owned(),
-            cluster_domain: "cluster.local".to_owned(),
+            cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_owned(),
         }
     }
 
@@ -82,10 +81,7 @@ impl Authority {
 
     /// The DNS name a served service gets in certificates.
     pub fn service_dns_name(&self, service: &ServiceRef) -> String {
-        format!(
-            "{}.{}.svc.{}",
-            service.name, service.namespace, self.cluster_domain
-        )
+        service.dns_name(&self.cluster_domain)
     }
 
     /// Signs a workload certificate for `identity` from a CSR (DER).
@@ -96,6 +92,11 @@ impl Authority {
         serves: &[ServiceRef],
         ttl: Duration,
     ) -> Result<Issued, CaError> {
+        // Workloads pin the control by this identity: a workload holding it could pose as the
+        // control to every other workload.
+        if identity.is_control() {
+            return Err(CaError::Reserved(identity.clone()));
+        }
         let spiffe_id = identity.spiffe_id(&self.trust_domain);
         let csr = csr::parse(csr_der)?;
         let granted = spiffe_id.to_string();
@@ -135,10 +136,7 @@ impl Authority {
         ttl: Duration,
     ) -> Result<(Vec<CertificateDer<'static>>, KeyPair), CaError> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let spiffe = format!(
-            "spiffe://{}/ns/smi-system/sa/smi-control",
-            self.trust_domain
-        );
+        let spiffe = control_spiffe_id(&self.trust_domain).to_string();
         let mut sans = vec![SanType::URI(spiffe.as_str().try_into()?)];
         for name in dns_names {
             sans.push(SanType::DnsName(name.as_str().try_into()?));

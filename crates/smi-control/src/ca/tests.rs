@@ -2,7 +2,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use rcgen::{CertificateParams, KeyPair, SanType};
-use smi_core::ServiceAccount;
+use smi_core::{ServiceAccount, ServiceRef};
 
 use super::*;
 
@@ -24,7 +24,7 @@ fn issues_the_authenticated_identity_and_served_services() {
     let ca = authority(dir.path());
     let (_key, der) = csr(vec![]);
     let who = ServiceAccount::new("bookstore", "bookstore");
-    let serves = [ServiceAccount::new("bookstore", "bookstore-v1")];
+    let serves = [ServiceRef::new("bookstore", "bookstore-v1")];
     let issued = ca
         .issue_workload(&der, &who, &serves, Duration::from_secs(3600))
         .unwrap();

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 use smi_core::{Options, Snapshot};
 
+use super::output::{Out, diag, finish};
 use crate::source;
 
 #[derive(Debug, Args)]
@@ -17,23 +18,26 @@ pub struct ValidateArgs {
 
 /// Errors go to stdout, one per line (`path:doc N: Kind ns/name: field: message`), so that
 /// scripts can read them; warnings and the summary go to stderr.
-pub fn run(args: &ValidateArgs) -> ExitCode {
+pub fn run(args: &ValidateArgs, out: Out<'_>) -> ExitCode {
     let loaded = source::load_paths(&args.paths);
     let mut warnings: Vec<String> = loaded.warnings().map(ToString::to_string).collect();
     let errors: Vec<String> = loaded.errors().map(ToString::to_string).collect();
     let resources = loaded.policy.len();
     if errors.is_empty() {
         // Cross-resource problems (dangling references, competing splits) show at compile time.
-        let snapshot = Snapshot::compile(loaded.policy, Options::default());
+        let options = Options::default();
+        let advice = smi_core::policy::lint::broad_prefixes(&loaded.policy, options.path_match);
+        warnings.extend(advice.iter().map(ToString::to_string));
+        let snapshot = Snapshot::compile(loaded.policy, options);
         warnings.extend(snapshot.warnings().iter().map(ToString::to_string));
     }
-    for e in &errors {
-        println!("{e}");
-    }
+    // When stdout's reader has gone (`| head -3`), the rest of the errors is dropped, but the
+    // warnings and the summary still reach stderr.
+    let written = errors.iter().try_for_each(|e| writeln!(out, "{e}"));
     for w in &warnings {
-        eprintln!("warning: {w}");
+        diag!("warning: {w}");
     }
-    eprintln!(
+    diag!(
         "{}: {resources} SMI resource(s), {} other document(s) skipped, {} error(s), {} warning(s)",
         if errors.is_empty() {
             "valid"
@@ -44,9 +48,10 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
         errors.len(),
         warnings.len()
     );
-    if errors.is_empty() {
+    let code = if errors.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    }
+    };
+    finish(out, code, written)
 }

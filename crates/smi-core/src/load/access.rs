@@ -4,8 +4,9 @@ use serde_json::Value;
 
 use super::diagnostic::Reporter;
 use super::document::Version;
+use super::names;
 use super::wire::{self, RuleRef, Subject, TargetBody, TrafficTargetDoc};
-use crate::identity::ServiceAccount;
+use crate::identity::{NameKind, ServiceAccount};
 use crate::model::{Meta, RouteKind, Rule, TrafficTarget};
 
 pub(crate) fn read_traffic_target(
@@ -127,7 +128,14 @@ fn subject(s: &Subject, meta: &Meta, field: &str, r: &mut Reporter<'_>) -> Optio
         .as_deref()
         .filter(|n| !n.is_empty())
         .unwrap_or(&meta.namespace);
-    Some(ServiceAccount::new(namespace, name))
+    let name_ok = names::check(name, NameKind::Subdomain, || format!("{field}.name"), r);
+    let namespace_ok = names::check(
+        namespace,
+        NameKind::Label,
+        || format!("{field}.namespace"),
+        r,
+    );
+    (name_ok && namespace_ok).then(|| ServiceAccount::new(namespace, name))
 }
 
 fn destination_port(

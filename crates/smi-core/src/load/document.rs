@@ -6,7 +6,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::diagnostic::{Diagnostic, Reporter, ResourceId, Severity};
-use super::{Format, access, specs, split, wire};
+use super::{Format, access, names, specs, split, wire};
+use crate::identity::NameKind;
 use crate::model::{Meta, Origin, PolicySet};
 
 pub(crate) const ACCESS_GROUP: &str = "access.smi-spec.io";
@@ -324,11 +325,22 @@ fn read_meta(
         r.error("metadata.name".to_owned(), "missing");
         return None;
     };
+    let namespace = meta
+        .namespace
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "default".into());
+    let name_ok = names::check(&name, NameKind::Subdomain, || "metadata.name".to_owned(), r);
+    let namespace_ok = names::check(
+        &namespace,
+        NameKind::Label,
+        || "metadata.namespace".to_owned(),
+        r,
+    );
+    if !(name_ok && namespace_ok) {
+        return None;
+    }
     Some(Meta {
-        namespace: meta
-            .namespace
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| "default".into()),
+        namespace,
         name,
         api_version: format!("{}/{}", kind.group(), version.as_str()),
         origin: origin.unwrap_or_else(|| Origin {

@@ -4,8 +4,10 @@ use serde_json::Value;
 
 use super::diagnostic::Reporter;
 use super::document::Version;
+use super::names;
 use super::quantity;
 use super::wire::{self, TrafficSplitDoc};
+use crate::identity::NameKind;
 use crate::model::{Backend, Meta, TrafficSplit};
 
 pub(crate) fn read_traffic_split(
@@ -35,6 +37,10 @@ pub(crate) fn read_traffic_split(
             ok = false;
             continue;
         };
+        if !names::check(name, NameKind::Label, || format!("{field}.service"), r) {
+            ok = false;
+            continue;
+        }
         let weight = match b.weight.as_ref().filter(|w| !w.is_null()) {
             None => Err("missing".to_owned()),
             Some(w) if version == Version::V1Alpha1 => {
@@ -118,7 +124,7 @@ fn root_service(service: &str, meta: &Meta, r: &mut Reporter<'_>) -> Option<Stri
             );
         return None;
     }
-    Some(name.to_owned())
+    names::check(name, NameKind::Label, || "spec.service".to_owned(), r).then(|| name.to_owned())
 }
 
 /// The largest weight: bounding each keeps the sum of any split's weights within `u64`, which

@@ -126,6 +126,14 @@ impl Snapshot {
         }
 
         let splits = compile_splits(&policy, &groups, &mut warnings);
+        let mut matched_headers: Vec<http::HeaderName> = groups
+            .values()
+            .flat_map(|g| g.matches.iter().flat_map(|m| m.header_names()))
+            .filter(|name| *name != http::header::HOST)
+            .cloned()
+            .collect();
+        matched_headers.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        matched_headers.dedup();
 
         Snapshot {
             options,
@@ -134,6 +142,7 @@ impl Snapshot {
             destinations,
             pairs,
             splits,
+            matched_headers: matched_headers.into_boxed_slice(),
             warnings,
         }
     }

@@ -40,6 +40,10 @@ impl CompiledMatch {
         }
     }
 
+    pub fn header_names(&self) -> impl Iterator<Item = &HeaderName> {
+        self.headers.iter().map(|(name, _)| name)
+    }
+
     /// Path, method and every header must match (AND).
     pub fn matches(&self, req: &HttpRequest<'_>) -> bool {
         self.methods.admits(req.method)
@@ -51,13 +55,35 @@ impl CompiledMatch {
     }
 }
 
+/// A header that arrives more than once is matched as one comma-joined value (as Envoy does), so
+/// that no copy goes unchecked; the data plane hands the application that same joined value.
+/// `host` is the request's authority, which the data plane resolved and checked.
 fn header_matches(req: &HttpRequest<'_>, name: &HeaderName, value: &Pattern) -> bool {
-    let mut values = req.headers.get_all(name).iter().peekable();
-    if values.peek().is_none() && name == http::header::HOST {
-        // HTTP/2 carries the host as :authority (OSM maps `host` the same way).
-        return req.authority.is_some_and(|a| value.is_match(a));
+    if name == http::header::HOST
+        && let Some(authority) = req.authority
+    {
+        return value.is_match(authority);
     }
-    values.any(|v| v.to_str().is_ok_and(|s| value.is_match(s)))
+    let mut values = req.headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (None, _) => false,
+        (Some(one), None) => one.to_str().is_ok_and(|s| value.is_match(s)),
+        (Some(_), Some(_)) => {
+            joined_value(req.headers.get_all(name)).is_some_and(|s| value.is_match(&s))
+        }
+    }
+}
+
+/// The values of a repeated header as one, joined with `,` (`None` when one is not text).
+pub fn joined_value(values: http::header::GetAll<'_, http::HeaderValue>) -> Option<String> {
+    let mut joined = String::new();
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            joined.push(',');
+        }
+        joined.push_str(v.to_str().ok()?);
+    }
+    Some(joined)
 }
 
 /// A compiled HTTPRouteGroup.

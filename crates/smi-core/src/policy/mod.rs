@@ -8,7 +8,9 @@ mod authorize;
 mod compile;
 mod explain;
 mod keys;
+pub mod lint;
 mod matcher;
+mod normalize;
 mod pattern;
 mod request;
 mod route;
@@ -16,6 +18,8 @@ mod service;
 
 pub use authorize::{Denied, Permit};
 pub use explain::{Explanation, Miss};
+pub use matcher::joined_value;
+pub use normalize::{PathError, normalize_path};
 pub use request::{HttpRequest, Protocol, Request};
 pub use route::{CompiledSplit, Route};
 pub use service::{HostError, ServiceName};
@@ -91,6 +95,8 @@ pub struct Snapshot {
     /// (destination, source) -> the targets that pair them, in policy order.
     pairs: keys::PairMap<Box<[u32]>>,
     splits: keys::ServiceMap<CompiledSplit>,
+    /// Every header name some HTTPRouteGroup match tests, `host` excluded (it is the authority).
+    matched_headers: Box<[http::HeaderName]>,
     warnings: Vec<Diagnostic>,
 }
 
@@ -102,6 +108,12 @@ impl Snapshot {
     /// The resources this snapshot was compiled from.
     pub fn policy(&self) -> &Arc<PolicySet> {
         &self.policy
+    }
+
+    /// The header names that some rule matches on (`host` excluded: it is matched on the
+    /// request's authority). The data plane makes each of them unambiguous before deciding.
+    pub fn matched_headers(&self) -> &[http::HeaderName] {
+        &self.matched_headers
     }
 
     /// Cross-resource warnings found while compiling (dangling references, ignored splits, ...).

@@ -21,10 +21,12 @@ pub enum Protocol<'a> {
 #[derive(Clone, Copy, Debug)]
 pub struct HttpRequest<'a> {
     pub method: &'a str,
-    /// The request target's path; a query string, if present, is ignored.
+    /// The request target's path, normalized ([`super::normalize_path`]); a query string, if
+    /// present, is ignored.
     pub path: &'a str,
     pub headers: &'a HeaderMap,
-    /// The `:authority` of HTTP/2 requests, which stands in for a missing `host` header.
+    /// The request's authority (absolute-form URI, else `:authority`, else `Host`): what a
+    /// `host` header match is tested on. `None` falls back to the `host` header itself.
     pub authority: Option<&'a str>,
 }
 

@@ -134,6 +134,53 @@ fn host_falls_back_to_authority() {
     assert!(m.matches(&r));
 }
 
+#[test]
+fn host_is_the_authority_when_there_is_one() {
+    let mut h = HeaderMap::new();
+    h.insert("host", HeaderValue::from_static("bookstore.default"));
+    let m = compile(
+        None,
+        MethodSet::ANY,
+        &[("host", "bookstore.*")],
+        PathMatch::Prefix,
+    );
+    let mut r = req("GET", "/", &h);
+    assert!(m.matches(&r), "no authority: the host header");
+    r.authority = Some("admin.default");
+    assert!(
+        !m.matches(&r),
+        "the authority decides, not a host header beside it"
+    );
+}
+
+#[test]
+fn a_repeated_header_is_matched_as_one_joined_value() {
+    let m = compile(
+        None,
+        MethodSet::ANY,
+        &[("x-role", "reader")],
+        PathMatch::Prefix,
+    );
+    let mut h = HeaderMap::new();
+    h.append("x-role", HeaderValue::from_static("reader"));
+    assert!(m.matches(&req("GET", "/", &h)));
+    // A second copy that the policy would not allow: the pair is "reader,admin", which the
+    // full match refuses; no copy is left unchecked.
+    h.append("x-role", HeaderValue::from_static("admin"));
+    assert!(!m.matches(&req("GET", "/", &h)));
+    let joined = compile(
+        None,
+        MethodSet::ANY,
+        &[("x-role", "reader,admin")],
+        PathMatch::Prefix,
+    );
+    assert!(joined.matches(&req("GET", "/", &h)));
+    assert_eq!(
+        joined_value(h.get_all("x-role")).as_deref(),
+        Some("reader,admin")
+    );
+}
+
 proptest! {
     #[test]
     fn literal_prefix_matches_exactly_the_paths_that_start_with_it(

@@ -1,0 +1,48 @@
+//! The transport under the control API's gRPC channel: TCP, then TLS with our own rustls
+//! configuration ([`crate::tls::control_client_config`]), so that the control is verified by its
+//! SPIFFE ID rather than by the DNS name or IP that was dialled.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tonic::transport::Uri;
+use tower_service::Service;
+
+/// Connects every channel connection to `host:port` with `config`.
+#[derive(Clone, Debug)]
+pub(super) struct ControlConnector {
+    pub host: String,
+    pub port: u16,
+    pub config: Arc<ClientConfig>,
+}
+
+impl Service<Uri> for ControlConnector {
+    type Response = TokioIo<TlsStream<TcpStream>>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Uri) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let name = ServerName::try_from(this.host.clone())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let tcp = TcpStream::connect((this.host.as_str(), this.port)).await?;
+            tcp.set_nodelay(true)?;
+            let tls = TlsConnector::from(this.config).connect(name, tcp).await?;
+            Ok(TokioIo::new(tls))
+        })
+    }
+}
