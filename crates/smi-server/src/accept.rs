@@ -14,30 +14,52 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 use tokio_stream::{Stream, StreamExt};
 
+use crate::options::ServeOptions;
 use crate::peer::Peer;
-use crate::tls::incoming;
+use crate::slots::{Slot, Slots};
+use crate::tls::incoming_with;
 
-/// An accepted mTLS connection and who is on the other end.
+/// An accepted mTLS connection and who is on the other end. It holds the peer's connection
+/// slot (see [`ServeOptions::max_connections_per_peer`]) until it is dropped.
 #[derive(Debug)]
 pub struct MeshStream {
     inner: TlsStream<TcpStream>,
     peer: Peer,
+    _slot: Slot,
 }
 
 impl MeshStream {
     pub fn peer(&self) -> &Peer {
         &self.peer
     }
+
+    /// The TCP socket underneath (for shutting it down from outside, see `crate::upgrade`).
+    pub(crate) fn tcp(&self) -> &TcpStream {
+        self.inner.get_ref().0
+    }
 }
 
-/// The meshed connections of `listener`. A connection whose certificate carries no usable
-/// SPIFFE ID is dropped (logged at debug); the stream ends when the listener fails.
+/// The meshed connections of `listener`, with the default [`ServeOptions`].
 pub fn accept(
     listener: TcpListener,
     mesh: &Mesh,
 ) -> impl Stream<Item = io::Result<MeshStream>> + use<> {
+    accept_with(listener, mesh, &ServeOptions::default())
+}
+
+/// The meshed connections of `listener`. A client that does not complete its handshake within
+/// `options.handshake_timeout` is dropped; so is a connection whose certificate carries no
+/// usable SPIFFE ID (logged at debug), and one over the per-peer or listener-wide connection
+/// limit (logged at info, rate-limited). The stream ends when the listener fails.
+pub fn accept_with(
+    listener: TcpListener,
+    mesh: &Mesh,
+    options: &ServeOptions,
+) -> impl Stream<Item = io::Result<MeshStream>> + use<> {
     let local = listener.local_addr();
-    incoming(listener, mesh.server_tls()).filter_map(move |connection| {
+    let slots = Slots::new(options.max_connections_per_peer, options.max_connections);
+    let connections = incoming_with(listener, mesh.server_tls(), options.handshake_timeout);
+    connections.filter_map(move |connection| {
         let tls = match connection {
             Ok(tls) => tls,
             Err(e) => return Some(Err(e)),
@@ -48,16 +70,20 @@ pub fn accept(
         };
         let (tcp, session) = tls.get_ref();
         let addr = tcp.peer_addr().unwrap_or(local);
-        match peer_spiffe_id(session.peer_certificates()) {
-            Ok(identity) => Some(Ok(MeshStream {
-                inner: tls,
-                peer: Peer::new(identity, addr, local),
-            })),
+        let identity = match peer_spiffe_id(session.peer_certificates()) {
+            Ok(identity) => identity,
             Err(reason) => {
                 tracing::debug!(%addr, %reason, "connection without a usable SPIFFE ID; closing");
-                None
+                return None;
             }
-        }
+        };
+        // Over the limit: dropping `tls` closes the connection.
+        let slot = slots.take(&identity)?;
+        Some(Ok(MeshStream {
+            inner: tls,
+            peer: Peer::new(identity, addr, local),
+            _slot: slot,
+        }))
     })
 }
 

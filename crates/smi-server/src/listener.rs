@@ -15,7 +15,8 @@ use smi_client::Mesh;
 use tokio::net::TcpListener;
 use tokio_stream::{Stream, StreamExt};
 
-use crate::accept::{MeshStream, accept};
+use crate::accept::{MeshStream, accept_with};
+use crate::options::ServeOptions;
 use crate::peer::Peer;
 
 type Connections = Pin<Box<dyn Stream<Item = io::Result<MeshStream>> + Send>>;
@@ -35,10 +36,23 @@ impl std::fmt::Debug for MeshListener {
 }
 
 impl MeshListener {
+    /// The listener with the default [`ServeOptions`].
     pub fn new(listener: TcpListener, mesh: &Mesh) -> io::Result<Self> {
+        Self::with_options(listener, mesh, &ServeOptions::default())
+    }
+
+    /// The listener with `options`' handshake timeout and connection limits. axum serves the
+    /// connections with its own hyper builder: the HTTP timeouts and the upgrade refusal of
+    /// [`crate::serve_with`] do not apply (axum allows upgrades), nor does its closing of a
+    /// peer's connections on revocation; use [`crate::serve_with`] for those.
+    pub fn with_options(
+        listener: TcpListener,
+        mesh: &Mesh,
+        options: &ServeOptions,
+    ) -> io::Result<Self> {
         let local = listener.local_addr()?;
         Ok(Self {
-            connections: Box::pin(accept(listener, mesh)),
+            connections: Box::pin(accept_with(listener, mesh, options)),
             local: Peer::new(mesh.identity().clone(), local, local),
         })
     }

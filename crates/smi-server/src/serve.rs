@@ -1,15 +1,19 @@
 //! Serving a tower service (an axum `Router`, tonic `Routes`, any hyper-compatible service) on a
 //! TCP listener with mesh mTLS: client certificate required and verified against the trust
 //! bundle, the peer's SPIFFE ID put in each request's extensions as [`Peer`], HTTP/1.1 or HTTP/2
-//! by ALPN.
+//! (detected from the first bytes). Each connection runs in its own task, bounded by the
+//! [`ServeOptions`] timeouts and closed when policy takes the peer's access away
+//! (`crate::connection`).
+//!
+//! [`Peer`]: crate::Peer
 
 use std::convert::Infallible;
 use std::io;
-use std::task::{Context, Poll};
+use std::sync::Arc;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use smi_client::Mesh;
@@ -17,16 +21,16 @@ use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tower_service::Service;
 
-use crate::accept::accept;
-use crate::peer::Peer;
+use crate::accept::accept_with;
+use crate::connection::{self, Context};
+use crate::in_flight::{Activity, WithPeer};
+use crate::options::ServeOptions;
+use crate::upgrade;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// How long a connection whose peer lost access may finish the requests it has in flight.
-const REVOKED_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
-
-/// Serves `service` until the listener fails; each connection in its own task. Wrap the service
-/// in [`crate::AuthorizeLayer`] to enforce SMI policy.
+/// Serves `service` with the default [`ServeOptions`] until the listener fails. Wrap the
+/// service in [`crate::AuthorizeLayer`] to enforce SMI policy.
 pub async fn serve<S, B>(listener: TcpListener, mesh: &Mesh, service: S) -> io::Result<()>
 where
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
@@ -38,86 +42,89 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let mut connections = std::pin::pin!(accept(listener, mesh));
+    serve_with(listener, mesh, service, &ServeOptions::default()).await
+}
+
+/// Serves `service` until the listener fails, with `options`' timeouts and limits.
+pub async fn serve_with<S, B>(
+    listener: TcpListener,
+    mesh: &Mesh,
+    service: S,
+    options: &ServeOptions,
+) -> io::Result<()>
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let builder = Arc::new(builder(options));
+    let mut connections = std::pin::pin!(accept_with(listener, mesh, options));
     while let Some(connection) = connections.next().await {
         let stream = connection?;
-        let addr = stream.peer().addr;
-        let service = WithPeer {
+        let peer = stream.peer().clone();
+        let activity = Arc::new(Activity::default());
+        let service = TowerToHyperService::new(WithPeer {
             inner: service.clone(),
-            peer: stream.peer().clone(),
+            peer: peer.clone(),
+            activity: activity.clone(),
+            upgrades: options.upgrades,
+        });
+        let mut cx = Context {
+            mesh: mesh.clone(),
+            peer,
+            activity,
+            header_read_timeout: options.header_read_timeout,
+            idle_timeout: options.idle_timeout,
+            upgrades: None,
         };
-        let mesh = mesh.clone();
-        tokio::spawn(async move {
-            let peer = service.peer.clone();
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let connection = builder.serve_connection_with_upgrades(
-                TokioIo::new(stream),
-                TowerToHyperService::new(service),
-            );
-            // Requests are authorized one by one; a long-lived stream was authorized when it
-            // started. When a policy change takes away the last TrafficTarget that let the peer
-            // reach us, the connection (with its streams) is closed. A peer that never had one
-            // keeps its connection: its requests get 403s, not resets.
-            let admits = || {
-                mesh.policy()
-                    .snapshot
-                    .admits_any(mesh.identity(), &peer.identity)
-            };
-            let mut admitted = admits();
-            let mut changes = mesh.changed();
-            tokio::pin!(connection);
-            loop {
-                tokio::select! {
-                    result = &mut connection => {
-                        if let Err(e) = result {
-                            tracing::debug!(%addr, error = %e, "inbound connection ended with an error");
-                        }
-                        return;
-                    }
-                    changed = changes.changed() => {
-                        if changed.is_err() {
-                            return;
-                        }
-                        let now = admits();
-                        if admitted && !now {
-                            tracing::info!(peer = %peer.identity, "no longer allowed; closing its connection");
-                            // GOAWAY first: requests already on the wire are still answered
-                            // (403 from here on), the client opens a new connection for the
-                            // next ones; streams still open after the grace are cut.
-                            connection.as_mut().graceful_shutdown();
-                            let _ = tokio::time::timeout(REVOKED_GRACE, &mut connection).await;
-                            return;
-                        }
-                        admitted = now;
-                    }
-                }
+        let builder = builder.clone();
+        if !options.upgrades {
+            tokio::spawn(async move {
+                let connection = builder.serve_connection(TokioIo::new(stream), service);
+                connection::run(connection, auto::Connection::graceful_shutdown, cx).await;
+            });
+            continue;
+        }
+        let (stream, socket) = match upgrade::track(stream) {
+            Ok(tracked) => tracked,
+            Err(e) => {
+                tracing::warn!(peer = %cx.peer.identity, error = %e, "no handle on the socket for upgrades; closing the connection");
+                continue;
             }
+        };
+        cx.upgrades = Some(socket);
+        tokio::spawn(async move {
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            connection::run(
+                connection,
+                auto::UpgradeableConnection::graceful_shutdown,
+                cx,
+            )
+            .await;
         });
     }
     Ok(())
 }
 
-/// Inserts the connection's [`Peer`] into each request.
-#[derive(Clone, Debug)]
-struct WithPeer<S> {
-    inner: S,
-    peer: Peer,
-}
-
-impl<S, B> Service<Request<B>> for WithPeer<S>
-where
-    S: Service<Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+/// One builder for all of a listener's connections (each connection borrows it).
+fn builder(options: &ServeOptions) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout);
+    let mut http2 = builder.http2();
+    http2
+        .timer(TokioTimer::new())
+        .keep_alive_interval(options.http2_keep_alive_interval)
+        .keep_alive_timeout(options.http2_keep_alive_timeout);
+    if options.upgrades {
+        http2.enable_connect_protocol();
     }
-
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        request.extensions_mut().insert(self.peer.clone());
-        self.inner.call(request)
-    }
+    builder
 }

@@ -10,16 +10,33 @@ use smi_core::policy::Request;
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 
-use crate::accept::{MeshStream, accept};
+use crate::accept::{MeshStream, accept_with};
+use crate::options::ServeOptions;
 use crate::peer::Peer;
 
-/// Serves TCP connections with `handler` (one task each) until the listener fails.
+/// Serves TCP connections with `handler` (one task each) until the listener fails, with the
+/// default [`ServeOptions`].
 pub async fn serve_tcp<F, Fut>(listener: TcpListener, mesh: &Mesh, handler: F) -> io::Result<()>
 where
     F: Fn(MeshStream, Peer) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let mut connections = std::pin::pin!(accept(listener, mesh));
+    serve_tcp_with(listener, mesh, &ServeOptions::default(), handler).await
+}
+
+/// [`serve_tcp`] with `options`' handshake timeout and connection limits (the HTTP timeouts
+/// do not apply: the bytes are the handler's).
+pub async fn serve_tcp_with<F, Fut>(
+    listener: TcpListener,
+    mesh: &Mesh,
+    options: &ServeOptions,
+    handler: F,
+) -> io::Result<()>
+where
+    F: Fn(MeshStream, Peer) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut connections = std::pin::pin!(accept_with(listener, mesh, options));
     while let Some(connection) = connections.next().await {
         let stream = connection?;
         let peer = stream.peer().clone();

@@ -18,15 +18,26 @@ use tokio_stream::wrappers::ReceiverStream;
 /// A `ServerConfig` that can be replaced while listeners use it.
 pub type SharedServerConfig = Arc<ArcSwap<ServerConfig>>;
 
-/// How long a client may take to complete the TLS handshake.
+/// How long a client may take to complete the TLS handshake (the default of
+/// [`crate::ServeOptions::handshake_timeout`]).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts TCP connections on `listener` and completes TLS handshakes with the config current
-/// at accept time. The stream ends when the listener fails permanently; dropping the stream
-/// closes the listener.
+/// at accept time, each within [`HANDSHAKE_TIMEOUT`]. The stream ends when the listener fails
+/// permanently; dropping the stream closes the listener.
 pub fn incoming(
     listener: TcpListener,
     config: SharedServerConfig,
+) -> ReceiverStream<io::Result<TlsStream<TcpStream>>> {
+    incoming_with(listener, config, HANDSHAKE_TIMEOUT)
+}
+
+/// [`incoming`] with another handshake timeout: a client that has not completed its handshake
+/// `handshake_timeout` after the TCP accept (one that sends nothing, or trickles) is closed.
+pub fn incoming_with(
+    listener: TcpListener,
+    config: SharedServerConfig,
+    handshake_timeout: Duration,
 ) -> ReceiverStream<io::Result<TlsStream<TcpStream>>> {
     let (tx, rx) = mpsc::channel(256);
     tokio::spawn(async move {
@@ -53,7 +64,7 @@ pub fn incoming(
             let handshake_tx = tx.clone();
             tokio::spawn(async move {
                 let tx = handshake_tx;
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
                         let _ = tx.send(Ok(tls)).await;
                     }
