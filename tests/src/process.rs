@@ -24,12 +24,23 @@ impl Process {
     /// The control service (`smi-test-control`) on 127.0.0.1, any port; workload certificates
     /// live `ttl`. `addrs`: the API, then the admin server.
     pub async fn control(policy: &Path, state: &Path, ttl: Duration) -> Process {
+        Process::control_with(policy, state, ttl, &[]).await
+    }
+
+    /// [`Process::control`] with environment variables (`SMI_TEST_*` settings).
+    pub async fn control_with(
+        policy: &Path,
+        state: &Path,
+        ttl: Duration,
+        env: &[(&str, &str)],
+    ) -> Process {
         let mut command = tokio::process::Command::new(binary("smi-test-control"));
         command
             .arg(policy)
             .arg(state)
             .arg("127.0.0.1:0")
-            .arg(ttl.as_millis().to_string());
+            .arg(ttl.as_millis().to_string())
+            .envs(env.iter().copied());
         Process::spawn(command).await
     }
 

@@ -93,7 +93,11 @@ async fn policy(State(s): State<AdminState>) -> impl IntoResponse {
 }
 
 async fn workloads(State(s): State<AdminState>) -> impl IntoResponse {
-    Json(json!({ "version": s.hub.latest().version, "workloads": s.status.sessions() }))
+    Json(json!({
+        "version": s.hub.latest().version,
+        "workloads": s.status.sessions(),
+        "failing_watches": s.status.failing_watches(),
+    }))
 }
 
 #[cfg(test)]

@@ -13,9 +13,12 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::ca::{Authority, CaError, PeerIdentity, peer_identity};
+use crate::chunk::{CHUNK_BYTES, chunks};
 use crate::distribute::{Hub, Subscription};
 use crate::enroll::{Authenticators, Credential};
+use crate::quota::{Exceeded, Quotas, StreamCounts, StreamSlot, at_most};
 use crate::registry::{RegisterError, Registry};
+use crate::revocation::{IssueError, Revocations};
 use crate::status::{Counters, Session, Status as ControlStatus, unix, unix_now};
 
 /// Everything the API needs; cheap to clone into tonic.
@@ -28,11 +31,27 @@ pub struct ControlApi {
     pub status: Arc<ControlStatus>,
     pub certificate_ttl: Duration,
     pub lease: Duration,
+    pub quotas: Quotas,
+    /// Open Watch streams, per identity and per connection.
+    pub watches: Arc<StreamCounts>,
+    /// Open Register streams, per identity.
+    pub registrations: Arc<StreamCounts>,
     /// Becomes `true` when the service stops: open streams end, so that shutdown completes.
     pub stopping: watch::Receiver<bool>,
+    /// The deny list and the join tokens' use counts: consulted before each certificate.
+    pub revocations: Arc<Revocations>,
 }
 
 type UpdateStream = Pin<Box<dyn Stream<Item = Result<v1::PolicyUpdate, Status>> + Send>>;
+
+/// A count over its quota is `RESOURCE_EXHAUSTED`, a string over its length `INVALID_ARGUMENT`.
+fn exhausted(e: Exceeded) -> Status {
+    Status::resource_exhausted(e.to_string())
+}
+
+fn too_long(e: Exceeded) -> Status {
+    Status::invalid_argument(e.to_string())
+}
 
 impl ControlApi {
     /// The caller's identity, from the client certificate the TLS handshake verified.
@@ -79,21 +98,34 @@ impl Control for ControlApi {
             .authenticators
             .authenticate(&credential)
             .map_err(|r| refuse(Status::unauthenticated(r.to_string())))?;
+        // Revoked identities and tokens get nothing; a token's use counts only once a
+        // certificate is issued.
+        self.revocations
+            .admit(&grant)
+            .map_err(|r| refuse(Status::permission_denied(r.to_string())))?;
         let ca = self.ca.load();
-        let issued = ca
-            .issue_workload(
-                &req.csr_der,
-                &grant.identity,
-                &grant.serves,
-                self.certificate_ttl,
-            )
+        let issued = self
+            .revocations
+            .issue(&grant, || {
+                ca.issue_workload_since(
+                    &req.csr_der,
+                    &grant.identity,
+                    &grant.serves,
+                    self.certificate_ttl,
+                    grant.first_enrolled,
+                )
+            })
             .map_err(|e| {
                 refuse(match e {
-                    CaError::BadCsr(_) => Status::invalid_argument(e.to_string()),
-                    CaError::ForeignSan { .. } | CaError::Reserved(_) => {
+                    IssueError::Refused(r) => Status::permission_denied(r.to_string()),
+                    IssueError::Ledger(_) => Status::unavailable(e.to_string()),
+                    IssueError::Ca(e @ CaError::BadCsr(_)) => {
+                        Status::invalid_argument(e.to_string())
+                    }
+                    IssueError::Ca(e @ (CaError::ForeignSan { .. } | CaError::Reserved(_))) => {
                         Status::permission_denied(e.to_string())
                     }
-                    CaError::Sign(_) => Status::internal(e.to_string()),
+                    IssueError::Ca(e @ CaError::Sign(_)) => Status::internal(e.to_string()),
                 })
             })?;
         Counters::inc(&self.status.counters.certificates_issued);
@@ -113,7 +145,28 @@ impl Control for ControlApi {
         request: Request<v1::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let peer = self.peer(&request)?;
+        let connection = request.remote_addr();
         let req = request.into_inner();
+        let q = &self.quotas;
+        at_most(
+            req.services.len(),
+            q.services_per_watch,
+            "services in one Watch",
+        )
+        .map_err(exhausted)?;
+        at_most(
+            req.workload.len(),
+            q.workload_name_bytes,
+            "bytes of the workload name",
+        )
+        .map_err(too_long)?;
+        let slot = self
+            .watches
+            .acquire(&peer.spiffe_id, connection)
+            .map_err(|e| {
+                tracing::info!(identity = %peer.spiffe_id, reason = %e, "Watch refused");
+                exhausted(e)
+            })?;
         let all = req.services.iter().any(|s| s == "*");
         let calls = req
             .services
@@ -125,6 +178,7 @@ impl Control for ControlApi {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let session = SessionGuard {
+            _slot: slot,
             status: self.status.clone(),
             id: self.status.open_session(Session {
                 identity: peer.spiffe_id.to_string(),
@@ -146,9 +200,10 @@ impl Control for ControlApi {
             all,
         };
         // Each item is computed from the newest published state when the stream is polled, so
-        // a subscriber that reads slowly skips versions instead of queueing them.
+        // a subscriber that reads slowly skips versions instead of queueing them. A view too
+        // large for one message goes out in chunks of one version.
         let mut last: Option<v1::PolicyUpdate> = None;
-        let updates = WatchStream::new(self.hub.subscribe()).filter_map(move |published| {
+        let views = WatchStream::new(self.hub.subscribe()).filter_map(move |published| {
             let mut view = published.view(&subscription);
             let version = view.version;
             view.version = 0;
@@ -159,7 +214,10 @@ impl Control for ControlApi {
             last = Some(view.clone());
             view.version = version;
             session.status.evaluated(session.id, version, true);
-            Some(Ok(view))
+            Some(chunks(view, CHUNK_BYTES))
+        });
+        let updates = futures_util::StreamExt::flat_map(views, |parts| {
+            futures_util::stream::iter(parts.into_iter().map(Ok))
         });
         Ok(Response::new(Box::pin(until_stopping(
             updates,
@@ -173,6 +231,19 @@ impl Control for ControlApi {
     ) -> Result<Response<v1::AckResponse>, Status> {
         let peer = self.peer(&request)?;
         let ack = request.into_inner();
+        let q = &self.quotas;
+        at_most(
+            ack.error.len(),
+            q.ack_error_bytes,
+            "bytes of the rejection reason",
+        )
+        .map_err(too_long)?;
+        at_most(
+            ack.workload.len(),
+            q.workload_name_bytes,
+            "bytes of the workload name",
+        )
+        .map_err(too_long)?;
         let rejected = (!ack.accepted).then(|| ack.error.clone());
         if let Some(reason) = &rejected {
             tracing::warn!(identity = %peer.spiffe_id, version = ack.version, %reason, "workload rejected a policy update");
@@ -193,6 +264,10 @@ impl Control for ControlApi {
         request: Request<Streaming<v1::RegisterRequest>>,
     ) -> Result<Response<Self::RegisterStream>, Status> {
         let peer = self.peer(&request)?;
+        let slot = self
+            .registrations
+            .acquire(&peer.spiffe_id, None)
+            .map_err(exhausted)?;
         let mut inbound = request.into_inner();
         let lease = self.lease;
         let first = match tokio::time::timeout(lease, inbound.message()).await {
@@ -214,6 +289,7 @@ impl Control for ControlApi {
                 match e {
                     RegisterError::NotGranted { .. } => Status::permission_denied(e.to_string()),
                     RegisterError::Invalid { .. } => Status::invalid_argument(e.to_string()),
+                    RegisterError::Quota(e) => exhausted(e),
                 }
             })?;
         let ack = v1::RegisterResponse {
@@ -225,6 +301,7 @@ impl Control for ControlApi {
         let registry = self.registry.clone();
         let mut stopping = self.stopping.clone();
         tokio::spawn(async move {
+            let _slot: StreamSlot = slot;
             loop {
                 let heartbeat = tokio::select! {
                     heartbeat = tokio::time::timeout(lease, inbound.message()) => heartbeat,
@@ -269,8 +346,9 @@ where
         .filter_map(|item| item)
 }
 
-/// Removes the admin view's session when the Watch stream ends.
+/// Removes the admin view's session when the Watch stream ends, and frees its quota slot.
 struct SessionGuard {
+    _slot: StreamSlot,
     status: Arc<ControlStatus>,
     id: u64,
 }

@@ -1,4 +1,5 @@
-//! Versioned policy distribution. Every change (policy, endpoints, trust bundle) publishes a new
+//! Versioned policy distribution. Every change (policy, endpoints, trust bundle, revoked
+//! identities) publishes a new
 //! immutable [`Published`] on a `watch` channel; each subscriber computes its own view from the
 //! latest one when it is ready to send. A slow subscriber therefore skips to the newest version
 //! and never accumulates a backlog, and never delays anyone else.
@@ -68,6 +69,8 @@ pub struct Published {
     index: Arc<PolicyIndex>,
     pub endpoints: Arc<EndpointTable>,
     pub bundle: Arc<Vec<Vec<u8>>>,
+    /// Revoked identities (SPIFFE IDs, sorted): every view carries them, beside the bundle.
+    pub revoked: Arc<Vec<String>>,
     pub permissive: bool,
     pub endpoints_partial: bool,
 }
@@ -184,8 +187,11 @@ impl Published {
             }),
             endpoints,
             trust_bundle_der: self.bundle.to_vec(),
+            revoked_identities: self.revoked.to_vec(),
             permissive: self.permissive,
             endpoints_partial: self.endpoints_partial,
+            // Set by the Watch stream when it sends this view in chunks.
+            continued: false,
         }
     }
 }
@@ -197,6 +203,7 @@ struct Current {
     index: Arc<PolicyIndex>,
     endpoints: Arc<EndpointTable>,
     bundle: Arc<Vec<Vec<u8>>>,
+    revoked: Arc<Vec<String>>,
     permissive: bool,
     endpoints_partial: bool,
 }
@@ -216,6 +223,7 @@ impl Hub {
             index: Arc::default(),
             endpoints: Arc::default(),
             bundle: Arc::default(),
+            revoked: Arc::default(),
             permissive,
             // A new registry knows nothing yet; see `endpoints_complete`.
             endpoints_partial: true,
@@ -260,6 +268,11 @@ impl Hub {
         self.update(|c| c.bundle = Arc::new(bundle))
     }
 
+    /// Publishes the revoked identities (SPIFFE IDs, sorted) to every subscriber.
+    pub fn set_revoked(&self, revoked: Vec<String>) -> u64 {
+        self.update(|c| c.revoked = Arc::new(revoked))
+    }
+
     fn update(&self, change: impl FnOnce(&mut Current)) -> u64 {
         // Poisoning cannot leave `Current` half-updated: every change is a field assignment.
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
@@ -278,6 +291,7 @@ fn published(c: &Current) -> Published {
         index: c.index.clone(),
         endpoints: c.endpoints.clone(),
         bundle: c.bundle.clone(),
+        revoked: c.revoked.clone(),
         permissive: c.permissive,
         endpoints_partial: c.endpoints_partial,
     }
@@ -346,6 +360,17 @@ mod tests {
             names,
             vec![("bookstore", 0), ("bookstore-v1", 1), ("bookstore-v2", 0)]
         );
+    }
+
+    #[test]
+    fn revoked_identities_reach_every_view() {
+        let hub = hub();
+        let revoked = vec!["spiffe://cluster.local/ns/bookthief/sa/bookthief".to_owned()];
+        hub.set_revoked(revoked.clone());
+        for (ns, sa) in [("bookstore", "bookstore"), ("bookthief", "bookthief")] {
+            let view = hub.latest().view(&subscription(ns, sa));
+            assert_eq!(view.revoked_identities, revoked, "{ns}/{sa}");
+        }
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //!
 //! [`Authenticator`] is the extension point (Kubernetes ServiceAccount tokens can be added next to
 //! these). Two ship: [`JoinTokens`] for first contact, and [`CertificateRenewal`] for a workload
-//! that presents its current, TLS-verified certificate.
+//! that presents its current, TLS-verified certificate, within the maximum lifetime of its chain.
+//!
+//! Authentication says who the caller is; whether that identity or token is revoked, and whether
+//! a token has uses left, is decided next, by [`crate::revocation`].
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,7 +17,7 @@ use rustls::pki_types::CertificateDer;
 use smi_core::token::{self, Claims, TokenError};
 use smi_core::{ServiceAccount, ServiceRef};
 
-use crate::ca::peer_identity;
+use crate::ca::{first_enrolled, peer_identity};
 
 /// What a credential entitles its holder to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +27,28 @@ pub struct Grant {
     pub serves: Vec<ServiceRef>,
     /// How it authenticated, for logs: `join token <jti>`, `certificate`.
     pub via: String,
+    /// When the chain of certificates this grant continues was first enrolled: now for a join
+    /// token, the presented certificate's for a renewal. The new certificate carries it on.
+    pub first_enrolled: SystemTime,
+    /// The join token it was bought with, if any: its uses are counted.
+    pub token: Option<TokenUse>,
+}
+
+/// A join token being spent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenUse {
+    pub jti: String,
+    /// How many certificates the token buys in all.
+    pub uses: u32,
+    /// When it expires (Unix seconds): its count can be forgotten then.
+    pub expires_unix: u64,
+}
+
+/// A join token as made, with its id (for `smictl revoke --token`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewToken {
+    pub token: String,
+    pub jti: String,
 }
 
 /// Why a credential was refused. Each message says what to do about it.
@@ -43,6 +68,27 @@ pub enum Refusal {
     ForeignTrustDomain { theirs: String, ours: String },
     #[error("the client certificate cannot be used: {0}")]
     BadCertificate(String),
+    #[error(
+        "this certificate's chain was first enrolled {age_secs} s ago, and chains renew for at most {max_secs} s: re-enroll with a new join token"
+    )]
+    ChainTooOld { age_secs: u64, max_secs: u64 },
+    #[error("identity {identity} is revoked{}: it gets no certificate", reason_suffix(.reason))]
+    Revoked {
+        identity: String,
+        reason: Option<String>,
+    },
+    #[error("join token {jti} is revoked{}", reason_suffix(.reason))]
+    TokenRevoked { jti: String, reason: Option<String> },
+    #[error(
+        "join token {jti} was already used {used} time(s), all it allows: create a new one with `smictl token create`"
+    )]
+    TokenUsedUp { jti: String, used: u32 },
+}
+
+fn reason_suffix(reason: &Option<String>) -> String {
+    reason
+        .as_deref()
+        .map_or_else(String::new, |r| format!(" ({r:?})"))
 }
 
 /// The credential a request carries.
@@ -109,7 +155,7 @@ impl JoinTokens {
         &self.control_id
     }
 
-    /// A token for `identity`, pinning `bundle` as the control's CA.
+    /// A single-use token for `identity`, pinning `bundle` as the control's CA.
     pub fn create(
         &self,
         identity: &ServiceAccount,
@@ -117,6 +163,20 @@ impl JoinTokens {
         ttl: Duration,
         bundle: &[CertificateDer<'_>],
     ) -> String {
+        self.create_with_uses(identity, serves, ttl, bundle, 1)
+            .token
+    }
+
+    /// A token for `identity` that buys `uses` certificates, pinning `bundle` as the control's
+    /// CA; with its id.
+    pub fn create_with_uses(
+        &self,
+        identity: &ServiceAccount,
+        serves: &[ServiceRef],
+        ttl: Duration,
+        bundle: &[CertificateDer<'_>],
+        uses: u32,
+    ) -> NewToken {
         let now = unix_now();
         let mut jti = [0u8; 9];
         let _ = aws_lc_rs::rand::fill(&mut jti);
@@ -129,10 +189,14 @@ impl JoinTokens {
             control: self.control_id.clone(),
             ca: bundle.iter().map(|c| URL_SAFE_NO_PAD.encode(c)).collect(),
             jti: hex(&jti),
+            uses,
         };
         let input = claims.signing_input();
         let tag = hmac::sign(&self.key, input.as_bytes());
-        token::assemble(&input, tag.as_ref())
+        NewToken {
+            token: token::assemble(&input, tag.as_ref()),
+            jti: claims.jti,
+        }
     }
 
     pub fn verify(&self, text: &str) -> Result<Grant, Refusal> {
@@ -160,6 +224,12 @@ impl JoinTokens {
             identity: claims.identity()?,
             serves: claims.services()?,
             via: format!("join token {}", claims.jti),
+            first_enrolled: SystemTime::now(),
+            token: Some(TokenUse {
+                jti: claims.jti.clone(),
+                uses: claims.uses,
+                expires_unix: claims.exp,
+            }),
         })
     }
 }
@@ -176,10 +246,17 @@ impl Authenticator for JoinTokens {
 // === impl CertificateRenewal ===
 
 /// Renewal: a workload presenting a certificate that the TLS handshake verified against the
-/// trust bundle gets a new one for the same identity and services.
+/// trust bundle gets a new one for the same identity and services, as long as its chain was
+/// first enrolled less than `max_chain_lifetime` ago.
+///
+/// The handshake verifies against the current bundle: a certificate of a retired root is
+/// refused there. During a rotation's overlap a certificate of the retiring root renews (into
+/// one of the new root): that is how workloads migrate.
 #[derive(Debug)]
 pub struct CertificateRenewal {
     pub trust_domain: String,
+    /// How long a chain of renewals may go on after its first enrollment.
+    pub max_chain_lifetime: Duration,
 }
 
 impl Authenticator for CertificateRenewal {
@@ -195,10 +272,22 @@ impl Authenticator for CertificateRenewal {
                             ours: self.trust_domain.clone(),
                         });
                     }
+                    let first = first_enrolled(leaf).map_err(Refusal::BadCertificate)?;
+                    let age = SystemTime::now()
+                        .duration_since(first)
+                        .unwrap_or(Duration::ZERO);
+                    if age > self.max_chain_lifetime {
+                        return Err(Refusal::ChainTooOld {
+                            age_secs: age.as_secs(),
+                            max_secs: self.max_chain_lifetime.as_secs(),
+                        });
+                    }
                     Ok(Grant {
                         identity: peer.spiffe_id.account,
                         serves: peer.serves,
                         via: "certificate".to_owned(),
+                        first_enrolled: first,
+                        token: None,
                     })
                 }),
         )
@@ -216,72 +305,4 @@ fn unix_now() -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tokens(key: &[u8]) -> JoinTokens {
-        JoinTokens::new(key, "cluster.local")
-    }
-
-    #[test]
-    fn a_token_grants_exactly_its_identity_and_services() {
-        let t = tokens(b"k1");
-        let who = ServiceAccount::new("shop", "web");
-        let serves = vec![ServiceRef::new("shop", "web")];
-        let token = t.create(&who, &serves, Duration::from_secs(60), &[]);
-        let grant = t.verify(&token).unwrap();
-        assert_eq!(grant.identity, who);
-        assert_eq!(grant.serves, serves);
-    }
-
-    #[test]
-    fn a_token_from_another_control_is_refused() {
-        let token = tokens(b"k1").create(
-            &ServiceAccount::new("a", "b"),
-            &[],
-            Duration::from_secs(60),
-            &[],
-        );
-        assert!(matches!(
-            tokens(b"k2").verify(&token),
-            Err(Refusal::ForeignControl { .. })
-        ));
-    }
-
-    #[test]
-    fn an_altered_token_is_refused() {
-        let t = tokens(b"k1");
-        let token = t.create(
-            &ServiceAccount::new("a", "b"),
-            &[],
-            Duration::from_secs(60),
-            &[],
-        );
-        // Re-sign the claims for another identity without the key: keep the old MAC.
-        let parsed = token::parse(&token).unwrap();
-        let mut claims = parsed.claims.clone();
-        claims.sub = "kube-system/admin".into();
-        let forged = token::assemble(&claims.signing_input(), &parsed.mac);
-        assert_eq!(t.verify(&forged), Err(Refusal::BadSignature));
-    }
-
-    #[test]
-    fn an_expired_token_is_refused() {
-        let t = tokens(b"k1");
-        let token = t.create(&ServiceAccount::new("a", "b"), &[], Duration::ZERO, &[]);
-        assert!(matches!(t.verify(&token), Err(Refusal::Expired(_))));
-    }
-
-    #[test]
-    fn no_credential_is_refused() {
-        let auth = Authenticators::default()
-            .with(tokens(b"k"))
-            .with(CertificateRenewal {
-                trust_domain: "cluster.local".into(),
-            });
-        assert_eq!(
-            auth.authenticate(&Credential::default()),
-            Err(Refusal::NoCredential)
-        );
-    }
-}
+mod tests;

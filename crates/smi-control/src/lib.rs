@@ -8,10 +8,13 @@
 pub mod admin;
 pub mod api;
 pub mod ca;
+pub mod chunk;
 pub mod cli;
 pub mod distribute;
 pub mod enroll;
+pub mod quota;
 pub mod registry;
+pub mod revocation;
 pub mod serve;
 pub mod source;
 pub mod status;

@@ -1,7 +1,8 @@
 //! The endpoint registry: which address serves which service, and with which identity.
 //!
 //! A registration lives as long as the workload's `Register` stream and its heartbeats; the
-//! table is republished (a new version for subscribers) on every change.
+//! table is republished (a new version for subscribers) on every change. Quotas bound what one
+//! identity can register ([`Quotas::endpoints_per_registration`], `endpoints_per_identity`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -12,6 +13,7 @@ use smi_core::proto::v1;
 use smi_core::{ServiceRef, SpiffeId};
 
 use crate::distribute::{EndpointTable, Hub};
+use crate::quota::{Exceeded, Quotas, at_most};
 
 /// One endpoint as registered.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +32,7 @@ struct Registration {
 #[derive(Debug)]
 pub struct Registry {
     hub: Arc<Hub>,
+    quotas: Quotas,
     next: AtomicU64,
     registrations: Mutex<HashMap<u64, Registration>>,
 }
@@ -41,12 +44,20 @@ pub enum RegisterError {
     NotGranted { service: String, granted: String },
     #[error("endpoints[{index}]: {message}")]
     Invalid { index: usize, message: String },
+    #[error(transparent)]
+    Quota(#[from] Exceeded),
 }
 
 impl Registry {
+    /// A registry with the default quotas.
     pub fn new(hub: Arc<Hub>) -> Arc<Self> {
+        Self::with_quotas(hub, Quotas::default())
+    }
+
+    pub fn with_quotas(hub: Arc<Hub>, quotas: Quotas) -> Arc<Self> {
         Arc::new(Self {
             hub,
+            quotas,
             next: AtomicU64::new(1),
             registrations: Mutex::new(HashMap::new()),
         })
@@ -59,6 +70,11 @@ impl Registry {
         granted: &[ServiceRef],
         request: &[v1::EndpointRegistration],
     ) -> Result<u64, RegisterError> {
+        at_most(
+            request.len(),
+            self.quotas.endpoints_per_registration,
+            "endpoints in one registration",
+        )?;
         let mut endpoints = Vec::with_capacity(request.len());
         for (index, e) in request.iter().enumerate() {
             let invalid = |message: String| RegisterError::Invalid { index, message };
@@ -94,8 +110,18 @@ impl Registry {
                 port,
             });
         }
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
         let mut regs = self.lock();
+        let held: usize = regs
+            .values()
+            .filter(|r| r.identity == *identity)
+            .map(|r| r.endpoints.len())
+            .sum();
+        at_most(
+            held + endpoints.len(),
+            self.quotas.endpoints_per_identity,
+            &format!("endpoints registered by {identity}"),
+        )?;
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
         regs.insert(
             id,
             Registration {

@@ -21,8 +21,10 @@ use crate::api::ControlApi;
 use crate::ca::{Authority, CaStore, load_provided};
 use crate::distribute::Hub;
 use crate::enroll::{Authenticators, CertificateRenewal, JoinTokens};
+use crate::quota::{Quotas, StreamCounts};
 use crate::registry::Registry;
-use crate::source::{PolicyReloader, watch_dir};
+use crate::revocation::{Revocations, USES_DIR};
+use crate::source::{PolicyReloader, watch_dir, watch_dir_except};
 use crate::status::Status;
 
 /// Settings of one control service. `Default` gives the documented defaults.
@@ -44,6 +46,10 @@ pub struct ServeConfig {
     pub trust_domain: String,
     /// Workload certificate lifetime. Default 24 h.
     pub certificate_ttl: Duration,
+    /// How long a chain of renewals may go on after its first enrollment (the join token's
+    /// use); past it, renewal is refused and the workload needs a new join token. Default 7
+    /// days (the hardening issue's figure: a stolen certificate buys at most a week).
+    pub max_chain_lifetime: Duration,
     /// How long a registration lives without a heartbeat. Default 15 s.
     pub lease: Duration,
     /// An operator-provided CA instead of the state directory's root.
@@ -54,6 +60,8 @@ pub struct ServeConfig {
     pub server_names: Vec<String>,
     /// Allow all traffic (OSM's permissive mode). Default off.
     pub permissive: bool,
+    /// What one workload may make the control hold (see [`Quotas`] for the defaults).
+    pub quotas: Quotas,
 }
 
 impl Default for ServeConfig {
@@ -67,12 +75,14 @@ impl Default for ServeConfig {
             admin_token_file: None,
             trust_domain: DEFAULT_TRUST_DOMAIN.to_owned(),
             certificate_ttl: Duration::from_secs(24 * 3600),
+            max_chain_lifetime: Duration::from_secs(7 * 24 * 3600),
             lease: Duration::from_secs(15),
             ca_cert: None,
             ca_key: None,
             ca_bundle: None,
             server_names: Vec::new(),
             permissive: false,
+            quotas: Quotas::default(),
         }
     }
 }
@@ -81,6 +91,8 @@ impl Default for ServeConfig {
 pub enum ServeError {
     #[error("certificate authority: {0}")]
     Ca(#[from] crate::ca::StoreError),
+    #[error("deny list: {0}")]
+    Revocations(crate::ca::StoreError),
     #[error("issuing the API's certificate: {0}")]
     ServerCertificate(#[from] crate::ca::CaError),
     #[error("TLS configuration: {0}")]
@@ -128,6 +140,14 @@ impl Running {
     }
 }
 
+/// The largest request a workload may send: a Register of 1,000 endpoints is about 50 KiB, a
+/// CSR under 1 KiB. Larger ones are refused before they are decoded.
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// The largest message the control sends: views are chunked well under it
+/// ([`crate::chunk::CHUNK_BYTES`]), and workloads decode up to this.
+pub const MAX_RESPONSE_BYTES: usize = smi_client::control::MAX_MESSAGE_BYTES;
+
 /// How long shutdown waits for open connections to finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -161,7 +181,9 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
     let status = Status::new();
     let hub = Hub::new(config.permissive);
     hub.set_bundle(bundle_der(&authority.load()));
-    let registry = Registry::new(hub.clone());
+    let revocations = Revocations::open(&config.state_dir, &config.trust_domain, hub.clone())
+        .map_err(ServeError::Revocations)?;
+    let registry = Registry::with_quotas(hub.clone(), config.quotas.clone());
 
     let reloader = Arc::new(PolicyReloader::new(
         config.policy_dir.clone(),
@@ -223,16 +245,30 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         )
     };
     let mut watchers = vec![policy_watcher];
-    if config.ca_cert.is_none() {
-        let refresh = refresh_ca.clone();
-        let watcher = watch_dir(&config.state_dir, move || refresh()).map_err(|source| {
-            ServeError::Watch {
-                path: config.state_dir.clone(),
-                source,
+    // The state directory: the deny list (`smictl revoke`), and the CA unless it is provided.
+    // The token use ledger is ours: writing it is no reason to reload.
+    let refresh = config.ca_cert.is_none().then(|| refresh_ca.clone());
+    let on_state_change = {
+        let revocations = revocations.clone();
+        move || {
+            revocations.reload();
+            if let Some(refresh) = &refresh {
+                refresh();
             }
-        })?;
-        watchers.push(watcher);
-    }
+        }
+    };
+    let uses_dir = config.state_dir.join(USES_DIR);
+    let uses_real = std::fs::canonicalize(&config.state_dir).map(|d| d.join(USES_DIR));
+    let ours = move |path: &std::path::Path| {
+        path.starts_with(&uses_dir) || uses_real.as_ref().is_ok_and(|d| path.starts_with(d))
+    };
+    let watcher = watch_dir_except(&config.state_dir, ours, on_state_change).map_err(|source| {
+        ServeError::Watch {
+            path: config.state_dir.clone(),
+            source,
+        }
+    })?;
+    watchers.push(watcher);
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let api = ControlApi {
@@ -241,12 +277,25 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
             .with(tokens)
             .with(CertificateRenewal {
                 trust_domain: config.trust_domain.clone(),
+                max_chain_lifetime: config.max_chain_lifetime,
             }),
+        revocations,
         hub: hub.clone(),
         registry: registry.clone(),
         status: status.clone(),
         certificate_ttl: config.certificate_ttl,
         lease: config.lease,
+        quotas: config.quotas.clone(),
+        watches: StreamCounts::new(
+            "Watch",
+            config.quotas.watches_per_identity,
+            Some(config.quotas.watches_per_connection),
+        ),
+        registrations: StreamCounts::new(
+            "Register",
+            config.quotas.registrations_per_identity,
+            None,
+        ),
         stopping: shutdown_rx.clone(),
     };
 
@@ -273,7 +322,11 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .max_concurrent_streams(Some(100_000))
-        .add_service(ControlServer::new(api))
+        .add_service(
+            ControlServer::new(api)
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_RESPONSE_BYTES),
+        )
         .serve_with_incoming_shutdown(incoming, stopped(shutdown_rx.clone()));
     tasks.push(tokio::spawn(async move {
         if let Err(e) = grpc.await {

@@ -25,6 +25,24 @@ pub struct Session {
     pub certificate_expires_unix: u64,
 }
 
+/// A workload whose Watch streams end before it acknowledges what they sent: it is not
+/// receiving policy (a view it cannot decode, a network that cuts it off). Cleared when it
+/// acknowledges again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FailingWatch {
+    pub identity: String,
+    pub workload: String,
+    /// Streams in a row that ended with their last update unacknowledged.
+    pub failed_streams: u64,
+    pub last_failure_unix: u64,
+    /// What the last failed stream had sent, and what the workload had acknowledged.
+    pub sent_version: u64,
+    pub acked_version: u64,
+}
+
+/// How many failing workloads the admin view remembers (the oldest are forgotten first).
+pub const MAX_FAILING_WATCHES: usize = 1_000;
+
 /// The policy directory's state.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct PolicyStatus {
@@ -85,6 +103,7 @@ impl Counters {
 pub struct Status {
     pub counters: Counters,
     sessions: Mutex<HashMap<u64, Session>>,
+    failing_watches: Mutex<HashMap<(String, String), FailingWatch>>,
     next_session: AtomicU64,
     policy: Mutex<PolicyStatus>,
 }
@@ -101,7 +120,53 @@ impl Status {
     }
 
     pub fn close_session(&self, id: u64) {
-        self.sessions_lock().remove(&id);
+        let Some(closed) = self.sessions_lock().remove(&id) else {
+            return;
+        };
+        if closed.sent_version <= closed.acked_version {
+            return;
+        }
+        let mut failing = self.failing_lock();
+        if failing.len() >= MAX_FAILING_WATCHES {
+            let oldest = failing
+                .iter()
+                .min_by_key(|(_, f)| f.last_failure_unix)
+                .map(|(key, _)| key.clone());
+            if let Some(oldest) = oldest {
+                failing.remove(&oldest);
+            }
+        }
+        let entry = failing
+            .entry((closed.identity.clone(), closed.workload.clone()))
+            .or_insert_with(|| FailingWatch {
+                identity: closed.identity.clone(),
+                workload: closed.workload.clone(),
+                failed_streams: 0,
+                last_failure_unix: 0,
+                sent_version: 0,
+                acked_version: 0,
+            });
+        entry.failed_streams += 1;
+        entry.last_failure_unix = unix_now();
+        entry.sent_version = closed.sent_version;
+        entry.acked_version = closed.acked_version;
+    }
+
+    /// Workloads whose Watch streams keep failing, most failures first.
+    pub fn failing_watches(&self) -> Vec<FailingWatch> {
+        let mut all: Vec<FailingWatch> = self.failing_lock().values().cloned().collect();
+        all.sort_by(|a, b| {
+            b.failed_streams
+                .cmp(&a.failed_streams)
+                .then_with(|| (&a.identity, &a.workload).cmp(&(&b.identity, &b.workload)))
+        });
+        all
+    }
+
+    fn failing_lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), FailingWatch>> {
+        self.failing_watches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// A Watch stream computed its view at `version`, and sent it if it had changed.
@@ -130,6 +195,9 @@ impl Status {
                 s.rejected = rejected.clone();
             }
         }
+        // Acknowledging again (even a rejection: it received the update) ends a failing run.
+        self.failing_lock()
+            .retain(|(i, w), _| !(i == identity && (workload.is_empty() || w == workload)));
     }
 
     pub fn sessions(&self) -> Vec<Session> {
@@ -202,6 +270,12 @@ impl Status {
             policy.failing_files.len() as u64,
         );
         metric(
+            "smi_control_watches_failing",
+            "gauge",
+            "Workloads whose Watch streams end before they acknowledge what was sent (0 = every workload receives policy).",
+            self.failing_lock().len() as u64,
+        );
+        metric(
             "smi_control_policy_version",
             "gauge",
             "Version of the state published to workloads.",
@@ -261,4 +335,49 @@ pub fn unix_now() -> u64 {
 
 pub fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(sent: u64, acked: u64) -> Session {
+        Session {
+            identity: "spiffe://cluster.local/ns/shop/sa/web".into(),
+            workload: "web-1".into(),
+            calls: Vec::new(),
+            connected_at_unix: 0,
+            sent_version: sent,
+            acked_version: acked,
+            current_version: sent,
+            rejected: None,
+            certificate_expires_unix: 0,
+        }
+    }
+
+    #[test]
+    fn streams_that_end_unacknowledged_are_reported_until_the_workload_acknowledges() {
+        let status = Status::new();
+        let clean = status.open_session(session(4, 4));
+        status.close_session(clean);
+        assert!(
+            status.failing_watches().is_empty(),
+            "an acknowledged stream is no failure"
+        );
+        for _ in 0..3 {
+            let id = status.open_session(session(5, 3));
+            status.close_session(id);
+        }
+        let failing = status.failing_watches();
+        assert_eq!(failing.len(), 1);
+        assert_eq!(failing[0].failed_streams, 3);
+        assert_eq!((failing[0].sent_version, failing[0].acked_version), (5, 3));
+        assert!(
+            status
+                .prometheus(0, 0)
+                .contains("smi_control_watches_failing 1")
+        );
+        status.ack("spiffe://cluster.local/ns/shop/sa/web", "web-1", 5, None);
+        assert!(status.failing_watches().is_empty());
+    }
 }

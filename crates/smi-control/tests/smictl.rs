@@ -494,3 +494,58 @@ async fn status_sends_the_admin_token_and_says_why_it_was_refused() {
     );
     control.shutdown().await;
 }
+
+#[test]
+fn token_create_prints_the_tokens_id_which_revoke_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let state = state.to_str().unwrap();
+    let made = smictl(&[
+        "token",
+        "create",
+        "--state-dir",
+        state,
+        "--identity",
+        "shop/web",
+        "--uses",
+        "3",
+    ]);
+    assert_eq!(made.status.code(), Some(0));
+    let token = stdout(&made);
+    let claims = smi_core::token::parse(token.trim()).unwrap().claims;
+    assert_eq!(claims.uses, 3);
+    let err = String::from_utf8_lossy(&made.stderr);
+    assert!(
+        err.contains(&format!(
+            "token id {}: enrolls 3 workload(s) as shop/web",
+            claims.jti
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        smictl(&[
+            "token",
+            "create",
+            "--state-dir",
+            state,
+            "--identity",
+            "a/b",
+            "--uses",
+            "0"
+        ])
+        .status
+        .code(),
+        Some(2)
+    );
+
+    let revoked = smictl(&["revoke", "--state-dir", state, "--token", &claims.jti]);
+    assert_eq!(revoked.status.code(), Some(0));
+    let listed = smictl(&["revoke", "--state-dir", state, "--list"]);
+    assert_eq!(listed.status.code(), Some(0));
+    assert!(stdout(&listed).starts_with(&format!("token     {}  revoked ", claims.jti)));
+    // Nothing said to revoke is a usage error.
+    assert_eq!(
+        smictl(&["revoke", "--state-dir", state]).status.code(),
+        Some(2)
+    );
+}

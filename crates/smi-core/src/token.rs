@@ -27,8 +27,17 @@ pub struct Claims {
     pub control: String,
     /// The control's trust bundle, DER base64url: pinned by the workload on first contact.
     pub ca: Vec<String>,
-    /// Unique id, for audit logs.
+    /// Unique id: audit logs name it, the control counts its uses by it, and `smictl revoke
+    /// --token` revokes it.
     pub jti: String,
+    /// How many enrollments (certificates) the token buys. Tokens made before use counts
+    /// existed have none: one.
+    #[serde(default = "single_use")]
+    pub uses: u32,
+}
+
+fn single_use() -> u32 {
+    1
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -128,6 +137,7 @@ mod tests {
             control: "abcd".into(),
             ca: vec![URL_SAFE_NO_PAD.encode([1u8, 2, 3])],
             jti: "x".into(),
+            uses: 3,
         }
     }
 
@@ -143,6 +153,15 @@ mod tests {
             parsed.claims.identity().unwrap(),
             ServiceAccount::new("bookstore", "bookbuyer")
         );
+    }
+
+    #[test]
+    fn a_token_without_a_use_count_is_single_use() {
+        let mut json = serde_json::to_value(claims()).unwrap();
+        json.as_object_mut().unwrap().remove("uses");
+        let old = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&json).unwrap());
+        let token = format!("{PREFIX}.{old}.AA");
+        assert_eq!(parse(&token).unwrap().claims.uses, 1);
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! The control service as a process that the fault tests kill (SIGKILL) and restart:
 //! `smi-test-control <policy-dir> <state-dir> <listen> <certificate-ttl-ms>`. Prints
-//! `ready <api> <admin>` once serving.
+//! `ready <api> <admin>` once serving. `SMI_TEST_ENDPOINTS_PER_IDENTITY` raises that quota;
+//! `SMI_TEST_MAX_CHAIN_LIFETIME_MS` sets how long certificates renew after enrollment.
 //!
 //! `smi-control serve` refuses certificate lifetimes under a minute; the tests rotate
 //! certificates every few seconds, so they start the same `smi_control::serve::start` here.
 
 use std::time::Duration;
 
+use smi_control::quota::Quotas;
 use smi_control::serve::{ServeConfig, start};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -17,7 +19,19 @@ async fn main() -> Result<(), Error> {
     let [_, policy, state, listen, ttl_ms] = &args[..] else {
         return Err("usage: smi-test-control <policy-dir> <state-dir> <listen> <ttl-ms>".into());
     };
+    // A test that needs a bigger registry than the default quota raises it here.
+    let mut quotas = Quotas::default();
+    if let Ok(n) = std::env::var("SMI_TEST_ENDPOINTS_PER_IDENTITY") {
+        quotas.endpoints_per_identity = n.parse()?;
+    }
+    // The revocation tests let a chain of renewals age out within seconds.
+    let max_chain_lifetime = match std::env::var("SMI_TEST_MAX_CHAIN_LIFETIME_MS") {
+        Ok(ms) => Duration::from_millis(ms.parse()?),
+        Err(_) => ServeConfig::default().max_chain_lifetime,
+    };
     let running = start(ServeConfig {
+        quotas,
+        max_chain_lifetime,
         policy_dir: policy.into(),
         state_dir: state.into(),
         listen: listen.parse()?,

@@ -8,18 +8,28 @@ mod credentials;
 
 pub use credentials::{Credentials, PemFiles};
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{CertificateParams, KeyPair};
+use rustls::ClientConfig;
 use smi_core::proto::v1::{self, control_client::ControlClient};
 use smi_core::token;
-use std::sync::Arc;
-
-use rustls::ClientConfig;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::tls::control_client_config;
 use connector::ControlConnector;
+
+/// The largest message a workload decodes from the control (and the control's encoding limit):
+/// views larger than this arrive in chunks (`PolicyUpdate.continued`), never as one message.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// A control API client on `channel`, with the message limit set deliberately.
+pub fn control_client(channel: Channel) -> ControlClient<Channel> {
+    ControlClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
 
 /// Why talking to the control service failed.
 #[derive(Debug, thiserror::Error)]
@@ -134,7 +144,7 @@ pub async fn connect(
 async fn certify(channel: Channel, join_token: &str) -> Result<Credentials, ClientError> {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let csr = CertificateParams::default().serialize_request(&key)?;
-    let response = ControlClient::new(channel)
+    let response = control_client(channel)
         .certify(v1::CertifyRequest {
             csr_der: csr.der().to_vec(),
             token: join_token.to_owned(),

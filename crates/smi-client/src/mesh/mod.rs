@@ -6,6 +6,7 @@
 //! control is unreachable the workload keeps its last policy and certificate and reconnects with
 //! jittered backoff.
 
+mod assemble;
 mod backoff;
 mod register;
 mod renew;
@@ -111,6 +112,11 @@ pub struct MeshStatus {
     pub certificate_expires: SystemTime,
     /// The Watch stream is open.
     pub connected: bool,
+    /// Watch streams that failed in a row since an update last arrived (0 when healthy). A
+    /// count that keeps growing means this workload is not receiving policy changes.
+    pub watch_failures: u32,
+    /// Why the last Watch stream failed, while `watch_failures` > 0.
+    pub last_watch_error: Option<String>,
 }
 
 /// The workload's handle on the mesh. Cheap to clone; background work stops when the last clone
@@ -133,9 +139,17 @@ struct Inner {
     /// Counts status changes: a certificate replaced, the Watch stream opened or lost.
     status_changes: signal::Sender<u64>,
     connected: AtomicBool,
+    watch_health: std::sync::Mutex<WatchHealth>,
     metrics: Metrics,
     /// `identity` as text, made once (it labels every metric).
     identity_text: Arc<str>,
+}
+
+/// How the Watch stream fares: failures in a row, and the last one's reason.
+#[derive(Clone, Debug, Default)]
+struct WatchHealth {
+    failures: u32,
+    last_error: Option<String>,
 }
 
 #[derive(Debug)]
@@ -167,6 +181,7 @@ impl Mesh {
             changes,
             status_changes,
             connected: AtomicBool::new(false),
+            watch_health: std::sync::Mutex::default(),
             metrics: Metrics::new(),
         });
         let tasks = Tasks(vec![
@@ -238,11 +253,14 @@ impl Mesh {
 
     pub fn status(&self) -> MeshStatus {
         let policy = self.inner.policy.load();
+        let health = self.inner.watch_health().clone();
         MeshStatus {
             ready: policy.version > 0,
             policy_version: policy.version,
             certificate_expires: self.inner.credentials.load().not_after(),
             connected: self.inner.connected.load(Ordering::Relaxed),
+            watch_failures: health.failures,
+            last_watch_error: health.last_error,
         }
     }
 
@@ -255,6 +273,29 @@ impl Mesh {
 
 impl Inner {
     /// Records whether the Watch stream is open.
+    fn watch_health(&self) -> std::sync::MutexGuard<'_, WatchHealth> {
+        self.watch_health.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn watch_failed(&self, error: String) {
+        let mut health = self.watch_health();
+        health.failures = health.failures.saturating_add(1);
+        health.last_error = Some(error);
+        drop(health);
+        self.status_changes.send_modify(|n| *n += 1);
+    }
+
+    /// An update arrived: the stream works (again).
+    fn watch_recovered(&self) {
+        let mut health = self.watch_health();
+        if health.failures == 0 {
+            return;
+        }
+        *health = WatchHealth::default();
+        drop(health);
+        self.status_changes.send_modify(|n| *n += 1);
+    }
+
     fn set_connected(&self, connected: bool) {
         if self.connected.swap(connected, Ordering::Relaxed) != connected {
             self.status_changes.send_modify(|n| *n += 1);

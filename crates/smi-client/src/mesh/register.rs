@@ -5,13 +5,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use smi_core::proto::v1::{self, control_client::ControlClient};
+use smi_core::proto::v1;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::Inner;
 use super::backoff::Backoff;
-use crate::control::{ClientError, connect};
+use crate::control::{ClientError, connect, control_client};
 
 /// Keeps an endpoint registered; dropping it ends the registration.
 #[derive(Debug)]
@@ -54,7 +54,7 @@ async fn session(
     };
     let (tx, rx) = mpsc::channel(2);
     let _ = tx.send(message.clone()).await;
-    let mut responses = ControlClient::new(channel)
+    let mut responses = control_client(channel)
         .register(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await?
         .into_inner();

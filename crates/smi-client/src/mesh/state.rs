@@ -92,9 +92,18 @@ impl PolicyState {
                     },
                 );
         }
+        let revoked = update
+            .revoked_identities
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                id.parse::<SpiffeId>()
+                    .map_err(|e| format!("revoked_identities[{i}] {id:?}: {e}"))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
         Ok(Self {
             version: update.version,
-            snapshot: Snapshot::compile(policy, options),
+            snapshot: Snapshot::compile(policy, options).with_revoked(&revoked),
             endpoints,
         })
     }
@@ -128,16 +137,19 @@ impl PolicyState {
         self.service(namespace, name).map_or(&[], |s| &s.endpoints)
     }
 
-    /// Whether some service lists this endpoint, bound to this identity.
+    /// Whether some service lists this endpoint, bound to this identity, and the identity is
+    /// not revoked.
     pub fn lists(&self, addr: SocketAddr, identity: &SpiffeId) -> bool {
-        self.endpoints
-            .values()
-            .flat_map(|by_name| by_name.values())
-            .any(|s| {
-                s.endpoints
-                    .iter()
-                    .any(|e| e.addr == addr && e.identity == *identity)
-            })
+        !self.snapshot.is_revoked(identity)
+            && self
+                .endpoints
+                .values()
+                .flat_map(|by_name| by_name.values())
+                .any(|s| {
+                    s.endpoints
+                        .iter()
+                        .any(|e| e.addr == addr && e.identity == *identity)
+                })
     }
 
     /// Whether the control told us about this service at all (we subscribed to it).

@@ -1,21 +1,27 @@
 //! The policy watch: one Watch stream, reopened with backoff; each update is compiled, applied
-//! and acknowledged (or rejected, with the reason, keeping the last good state).
+//! and acknowledged (or rejected, with the reason, keeping the last good state). A view sent in
+//! chunks is applied when its last chunk is in. Failures are counted in the workload's status
+//! (`watch_failures`, `last_watch_error`) until an update arrives again.
 
 use std::sync::Arc;
 
-use smi_core::proto::v1::{self, control_client::ControlClient};
+use smi_core::proto::v1;
 
 use super::Inner;
+use super::assemble::Assembler;
 use super::backoff::Backoff;
 use super::state::PolicyState;
-use crate::control::{ClientError, Credentials, connect};
+use crate::control::{ClientError, Credentials, connect, control_client};
 
 pub(super) async fn run(inner: Arc<Inner>) {
     let mut backoff = Backoff::new();
     loop {
         match session(&inner, &mut backoff).await {
             Ok(()) => tracing::info!("the control service ended the policy stream; reconnecting"),
-            Err(e) => tracing::warn!(error = %e, "policy stream failed; keeping the last policy"),
+            Err(e) => {
+                tracing::warn!(error = %e, "policy stream failed; keeping the last policy");
+                inner.watch_failed(e.to_string());
+            }
         }
         inner.set_connected(false);
         tokio::time::sleep(backoff.next_delay()).await;
@@ -24,7 +30,7 @@ pub(super) async fn run(inner: Arc<Inner>) {
 
 async fn session(inner: &Inner, backoff: &mut Backoff) -> Result<(), ClientError> {
     let channel = connect(&inner.config.control, &inner.credentials.load()).await?;
-    let mut client = ControlClient::new(channel);
+    let mut client = control_client(channel);
     let mut stream = client
         .watch(v1::WatchRequest {
             services: inner.config.calls.clone(),
@@ -33,8 +39,13 @@ async fn session(inner: &Inner, backoff: &mut Backoff) -> Result<(), ClientError
         .await?
         .into_inner();
     inner.set_connected(true);
-    while let Some(update) = stream.message().await? {
+    let mut assembler = Assembler::default();
+    while let Some(chunk) = stream.message().await? {
+        let Some(update) = assembler.push(chunk).map_err(ClientError::Invalid)? else {
+            continue;
+        };
         backoff.reset();
+        inner.watch_recovered();
         let version = update.version;
         let ack = match apply(inner, &update) {
             Ok(()) => v1::AckRequest {

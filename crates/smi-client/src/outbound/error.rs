@@ -14,6 +14,10 @@ pub enum OutboundError {
     UnknownService(String),
     #[error("service {0} has no endpoints")]
     NoEndpoints(String),
+    #[error(
+        "every endpoint of service {0} serves as a revoked identity (the control's deny list); nothing was sent"
+    )]
+    Revoked(String),
     #[error("connecting to {addr}: {source}")]
     Connect {
         addr: SocketAddr,

@@ -6,7 +6,8 @@
 //! of two choices by requests in flight picks one of its endpoints; the request goes over a pooled
 //! mTLS connection to it, after checking that the server presented the SPIFFE ID bound to that
 //! endpoint. If connecting to an endpoint fails, another is tried: the request had not been sent.
-//! A request that reached a server is never sent again.
+//! A request that reached a server is never sent again. An endpoint whose identity is revoked
+//! (the control's deny list) is never sent anything, and its connections are dropped.
 
 mod body;
 mod endpoint;
@@ -137,6 +138,10 @@ impl<B: OutboundBody> MeshClient<B> {
         if endpoints.is_empty() {
             return Err(OutboundError::NoEndpoints(format!("{namespace}/{backend}")));
         }
+        let revoked = |e: &Endpoint| snapshot.is_revoked(&e.identity);
+        if endpoints.iter().all(revoked) {
+            return Err(OutboundError::Revoked(format!("{namespace}/{backend}")));
+        }
 
         let tls = self.mesh.client_tls();
         let mut failed: Vec<SocketAddr> = Vec::new();
@@ -146,7 +151,7 @@ impl<B: OutboundBody> MeshClient<B> {
         // connection; a few times at most, so that a server closing every connection at once
         // ends in an error rather than a loop.
         let mut unsent_retries = 3;
-        while let Some(endpoint) = pick(endpoints, &failed, |e| self.conns_of(e).load()) {
+        while let Some(endpoint) = pick(endpoints, &failed, revoked, |e| self.conns_of(e).load()) {
             let conns = self.conns_of(endpoint);
             match conns.sender(tls.clone()).await {
                 Ok(mut sender) => {
@@ -212,7 +217,8 @@ impl<B> MeshClient<B> {
     }
 
     /// Drops the connections to endpoints that are no longer in the policy (or are bound to
-    /// another identity now), once per policy version: one atomic load per request otherwise.
+    /// another identity now, or its identity is revoked), once per policy version: one atomic
+    /// load per request otherwise.
     fn prune(&self, policy: &PolicyState) {
         // Not `>=`: a restarted control numbers its versions from 1 again. A request holding an
         // older state may prune against it; what it drops is reconnected on demand.
@@ -252,14 +258,15 @@ impl<B: OutboundBody> tower_service::Service<Request<B>> for MeshClient<B> {
     }
 }
 
-/// Power of two choices: of two random endpoints not yet failed, the one with fewer requests in
-/// flight.
+/// Power of two choices: of two random endpoints not yet failed nor revoked, the one with fewer
+/// requests in flight.
 fn pick<'e>(
     endpoints: &'e [Endpoint],
     failed: &[SocketAddr],
+    revoked: impl Fn(&Endpoint) -> bool,
     load: impl Fn(&Endpoint) -> usize,
 ) -> Option<&'e Endpoint> {
-    let usable = |e: &&Endpoint| !failed.contains(&e.addr);
+    let usable = |e: &&Endpoint| !failed.contains(&e.addr) && !revoked(e);
     let count = endpoints.iter().filter(usable).count();
     let nth = |i: usize| endpoints.iter().filter(usable).nth(i);
     match count {

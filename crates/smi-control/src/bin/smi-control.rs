@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use smi_control::cli::duration::parse_duration;
+use smi_control::quota::Quotas;
 use smi_control::serve::{ServeConfig, start};
 
 #[derive(Debug, Parser)]
@@ -53,6 +54,10 @@ struct ServeArgs {
     /// Workload certificate lifetime (e.g. 24h, 10m, 60s; at least 1m).
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     cert_ttl: Duration,
+    /// How long a workload renews its certificate after enrolling with a join token; then it
+    /// needs a new token (at least --cert-ttl).
+    #[arg(long, default_value = "7d", value_parser = parse_duration)]
+    max_chain_lifetime: Duration,
     /// Registration lease: endpoints without a heartbeat for this long are removed.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     lease: Duration,
@@ -71,6 +76,15 @@ struct ServeArgs {
     /// Allow all traffic between workloads (like OSM's permissive mode).
     #[arg(long)]
     permissive: bool,
+    /// Quota: endpoints one Register stream may announce.
+    #[arg(long, default_value_t = Quotas::default().endpoints_per_registration)]
+    max_endpoints_per_registration: usize,
+    /// Quota: endpoints one identity may hold over all its registrations.
+    #[arg(long, default_value_t = Quotas::default().endpoints_per_identity)]
+    max_endpoints_per_identity: usize,
+    /// Quota: open Watch streams of one identity (its replicas together).
+    #[arg(long, default_value_t = Quotas::default().watches_per_identity)]
+    max_watches_per_identity: usize,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -83,6 +97,10 @@ fn main() -> ExitCode {
         eprintln!("error: --cert-ttl must be at least 1m");
         return ExitCode::from(2);
     }
+    if args.max_chain_lifetime < args.cert_ttl {
+        eprintln!("error: --max-chain-lifetime must be at least --cert-ttl");
+        return ExitCode::from(2);
+    }
     let config = ServeConfig {
         policy_dir: args.policy_dir,
         state_dir: args.state_dir,
@@ -92,12 +110,19 @@ fn main() -> ExitCode {
         admin_token_file: args.admin_token_file,
         trust_domain: args.trust_domain,
         certificate_ttl: args.cert_ttl,
+        max_chain_lifetime: args.max_chain_lifetime,
         lease: args.lease,
         ca_cert: args.ca_cert,
         ca_key: args.ca_key,
         ca_bundle: args.ca_bundle,
         server_names: args.server_names,
         permissive: args.permissive,
+        quotas: Quotas {
+            endpoints_per_registration: args.max_endpoints_per_registration,
+            endpoints_per_identity: args.max_endpoints_per_identity,
+            watches_per_identity: args.max_watches_per_identity,
+            ..Quotas::default()
+        },
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

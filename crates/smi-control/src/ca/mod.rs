@@ -4,13 +4,17 @@
 //! The SPIFFE URI SAN of a workload certificate comes from the authenticated identity, never from
 //! the CSR; a CSR that asks for another identity is refused. DNS SANs name the services the
 //! credential allows the workload to serve (`name.ns.svc.<cluster-domain>`), which is how the
-//! endpoint registry checks a registration after enrollment.
+//! endpoint registry checks a registration after enrollment. A custom extension carries when
+//! the certificate's chain was first enrolled ([`lineage`]).
 
 mod csr;
+pub mod lineage;
 mod store;
 
+pub use lineage::{FIRST_ENROLLED_OID, first_enrolled};
 pub use smi_client::identity::{PeerIdentity, peer_identity};
 pub use store::{CaStore, StoreError, load_provided};
+pub(crate) use store::{invalid, read_secret, unix_now, write_atomic};
 
 use std::time::{Duration, SystemTime};
 
@@ -84,13 +88,27 @@ impl Authority {
         service.dns_name(&self.cluster_domain)
     }
 
-    /// Signs a workload certificate for `identity` from a CSR (DER).
+    /// Signs a workload certificate for `identity` from a CSR (DER), the first of its chain
+    /// (first enrolled now).
     pub fn issue_workload(
         &self,
         csr_der: &[u8],
         identity: &ServiceAccount,
         serves: &[ServiceRef],
         ttl: Duration,
+    ) -> Result<Issued, CaError> {
+        self.issue_workload_since(csr_der, identity, serves, ttl, SystemTime::now())
+    }
+
+    /// Signs a workload certificate for `identity` from a CSR (DER), saying that its chain was
+    /// first enrolled at `first_enrolled` (a renewal copies it from the certificate it renews).
+    pub fn issue_workload_since(
+        &self,
+        csr_der: &[u8],
+        identity: &ServiceAccount,
+        serves: &[ServiceRef],
+        ttl: Duration,
+        first_enrolled: SystemTime,
     ) -> Result<Issued, CaError> {
         // Workloads pin the control by this identity: a workload holding it could pose as the
         // control to every other workload.
@@ -117,6 +135,9 @@ impl Authority {
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
+        params
+            .custom_extensions
+            .push(lineage::first_enrolled_extension(first_enrolled));
         let not_after = SystemTime::now() + ttl;
         let cert = params.signed_by(&csr.public_key, &self.issuer)?;
         let mut chain = vec![cert.der().clone()];

@@ -4,6 +4,8 @@
 //!   signs; older ones stay in the trust bundle until their `retire_after` time (rotation).
 //! - `bundle.pem` (0644): the current trust bundle, for tools (curl, openssl) and operators.
 //! - `token.key` (0600): the key join tokens are signed with.
+//! - `revoked.json` and `token-uses/` (0600, 0700): the deny list and the join tokens' use
+//!   counts ([`crate::revocation`], written with the helpers here).
 //!
 //! The directory is created 0700. Every write goes to a new temporary file with a random name,
 //! created exclusively (`O_EXCL`, `O_NOFOLLOW`) with its final mode, and is then renamed into
@@ -191,7 +193,7 @@ impl CaStore {
         decode_token_key(&path, &text)
     }
 
-    fn create_dir(&self) -> Result<(), StoreError> {
+    pub(crate) fn create_dir(&self) -> Result<(), StoreError> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -277,7 +279,7 @@ fn new_root(trust_domain: &str) -> Result<Root, StoreError> {
 
 /// Reads a secret file: `None` when it does not exist; an error when it is a symbolic link
 /// (`O_NOFOLLOW`), not a regular file, readable by the group or others, or not UTF-8.
-fn read_secret(path: &Path) -> Result<Option<String>, StoreError> {
+pub(crate) fn read_secret(path: &Path) -> Result<Option<String>, StoreError> {
     // O_NONBLOCK: a FIFO planted here must not hang the open; it is refused below. (It changes
     // nothing for regular files.)
     let opened = fs::OpenOptions::new()
@@ -373,7 +375,7 @@ fn io(path: &Path, source: io::Error) -> StoreError {
     }
 }
 
-fn invalid(path: &Path, message: String) -> StoreError {
+pub(crate) fn invalid(path: &Path, message: String) -> StoreError {
     StoreError::Invalid {
         path: path.to_owned(),
         message,

@@ -1,7 +1,8 @@
 //! `smictl`: offline answers about SMI policy, and control-service administration.
 //!
 //! Exit codes are a stable interface: `validate` 0 valid / 1 invalid; `check` 0 allow / 1 deny;
-//! every command 2 for usage errors or policy that does not load. They hold when stdout is
+//! `revoke` 0 done; every command 2 for usage errors, policy that does not load, or a state
+//! directory that cannot be read or written. They hold when stdout is
 //! closed early (`| head`): output goes through `output::finish`, never a panicking `println!`.
 
 mod args;
@@ -10,6 +11,7 @@ mod check;
 pub mod duration;
 mod escape;
 mod output;
+mod revoke;
 mod route;
 mod status;
 mod token;
@@ -48,6 +50,8 @@ pub enum Command {
     /// The certificate authority.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Revoke a workload identity or a join token (the control's deny list), or list them.
+    Revoke(revoke::RevokeArgs),
     /// Summary of a running control service (policy health, connected workloads).
     Status(status::StatusArgs),
 }
@@ -74,6 +78,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Route(args) => route::run(&args, out),
         Command::Token(TokenCommand::Create(args)) => token::create(&args, out),
         Command::Ca(CaCommand::Rotate(args)) => ca::rotate(&args, out),
+        Command::Revoke(args) => revoke::run(&args, out),
         Command::Status(args) => status::run(&args, out),
     }
 }

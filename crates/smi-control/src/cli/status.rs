@@ -173,6 +173,28 @@ fn print_summary(out: Out<'_>, policy: &Value, workloads: &Value) -> io::Result<
             rejected
         )?;
     }
+    let failing = workloads["failing_watches"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if !failing.is_empty() {
+        writeln!(
+            out,
+            "watches failing: {} workload(s) whose streams end before they acknowledge:",
+            failing.len()
+        )?;
+        for f in &failing {
+            writeln!(
+                out,
+                "  {} {}  {} stream(s) in a row  sent v{} acked v{}",
+                escape(f["identity"].as_str().unwrap_or_default()),
+                escape(f["workload"].as_str().unwrap_or_default()),
+                f["failed_streams"],
+                f["sent_version"],
+                f["acked_version"],
+            )?;
+        }
+    }
     Ok(())
 }
 
@@ -238,6 +260,27 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("REJECTED: bad\\x1b]0;title\\x07\n"), "{text}");
+    }
+
+    #[test]
+    fn failing_watches_are_listed_escaped() {
+        let policy = serde_json::json!({"version": 3, "status": {"errors": []}, "resources": {}});
+        let workloads = serde_json::json!({"workloads": [], "failing_watches": [{
+            "identity": "spiffe://cluster.local/ns/shop/sa/web",
+            "workload": "web\x1b[2J",
+            "failed_streams": 7,
+            "last_failure_unix": 1,
+            "sent_version": 9,
+            "acked_version": 4,
+        }]});
+        let mut out = Vec::new();
+        print_summary(&mut out, &policy, &workloads).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("watches failing: 1 workload(s)"), "{text}");
+        assert!(
+            text.contains("web\\x1b[2J  7 stream(s) in a row  sent v9 acked v4"),
+            "{text}"
+        );
     }
 
     #[test]

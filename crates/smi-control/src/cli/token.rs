@@ -1,4 +1,5 @@
 //! `smictl token create`: a join token for a workload, signed with the state directory's key.
+//! The token goes to stdout; its id (for `smictl revoke --token`) and what it allows to stderr.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +10,8 @@ use smi_core::{DEFAULT_TRUST_DOMAIN, ServiceAccount, ServiceRef};
 
 use super::args::usage;
 use super::duration::parse_duration;
-use super::output::{Out, finish};
+use super::output::{Out, diag, finish};
+use super::revoke::utc;
 use crate::ca::CaStore;
 use crate::enroll::JoinTokens;
 
@@ -27,6 +29,9 @@ pub struct TokenCreateArgs {
     /// How long the token can be used to enroll.
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     pub ttl: Duration,
+    /// How many workloads (certificates) the token enrolls; each enrollment uses it once.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub uses: u32,
     #[arg(long, default_value = DEFAULT_TRUST_DOMAIN)]
     pub trust_domain: String,
 }
@@ -43,7 +48,22 @@ pub fn create(args: &TokenCreateArgs, out: Out<'_>) -> ExitCode {
         Err(e) => return usage(&e.to_string()),
     };
     let tokens = JoinTokens::new(&key, &args.trust_domain);
-    let token = tokens.create(&args.identity, &args.serves, args.ttl, ca.bundle());
-    let written = writeln!(out, "{token}");
+    let made = tokens.create_with_uses(
+        &args.identity,
+        &args.serves,
+        args.ttl,
+        ca.bundle(),
+        args.uses,
+    );
+    diag!(
+        "token id {}: enrolls {} workload(s) as {} until {}; revoke it with `smictl revoke --state-dir {} --token {}`",
+        made.jti,
+        args.uses,
+        args.identity,
+        utc(crate::ca::unix_now() + args.ttl.as_secs()),
+        args.state_dir.display(),
+        made.jti
+    );
+    let written = writeln!(out, "{}", made.token);
     finish(out, ExitCode::SUCCESS, written)
 }

@@ -6,4 +6,4 @@ mod per_file;
 mod reload;
 
 pub use files::{load_paths, policy_files};
-pub use reload::{PolicyReloader, watch_dir};
+pub use reload::{PolicyReloader, watch_dir, watch_dir_except};

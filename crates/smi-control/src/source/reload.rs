@@ -173,9 +173,22 @@ pub fn watch_dir(
     dir: &std::path::Path,
     on_change: impl Fn() + Send + Sync + 'static,
 ) -> notify::Result<notify::RecommendedWatcher> {
+    watch_dir_except(dir, |_| false, on_change)
+}
+
+/// [`watch_dir`], except that events touching only paths that `ignored` accepts (files the
+/// caller writes itself) do not count.
+pub fn watch_dir_except(
+    dir: &std::path::Path,
+    ignored: impl Fn(&std::path::Path) -> bool + Send + 'static,
+    on_change: impl Fn() + Send + Sync + 'static,
+) -> notify::Result<notify::RecommendedWatcher> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| !e.kind.is_access()) {
+        let relevant = |e: &notify::Event| {
+            !e.kind.is_access() && (e.paths.is_empty() || !e.paths.iter().all(|p| ignored(p)))
+        };
+        if event.is_ok_and(|e| relevant(&e)) {
             let _ = tx.send(());
         }
     })?;

@@ -73,6 +73,9 @@ impl fmt::Display for Permit<'_> {
 pub enum Denied {
     /// The caller presented no identity.
     Unauthenticated,
+    /// The caller's identity is revoked (the control's deny list): refused whatever the policy
+    /// says, permissive mode included.
+    Revoked,
     /// The caller's or the destination's identity is from another trust domain.
     ForeignTrustDomain,
     /// No TrafficTarget has this destination.
@@ -88,6 +91,7 @@ impl Denied {
     pub fn code(&self) -> &'static str {
         match self {
             Denied::Unauthenticated => "unauthenticated",
+            Denied::Revoked => "revoked",
             Denied::ForeignTrustDomain => "foreign_trust_domain",
             Denied::NoTargetsForDestination => "no_targets_for_destination",
             Denied::SourceNotAllowed => "source_not_allowed",
@@ -100,6 +104,7 @@ impl fmt::Display for Denied {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Denied::Unauthenticated => f.write_str("the caller presented no identity"),
+            Denied::Revoked => f.write_str("the caller's identity is revoked"),
             Denied::ForeignTrustDomain => {
                 f.write_str("an identity is not in this mesh's trust domain")
             }
@@ -118,15 +123,19 @@ impl fmt::Display for Denied {
 impl std::error::Error for Denied {}
 
 impl Snapshot {
-    /// Decides one request. Deny unless a TrafficTarget for `destination` lists `source` and
-    /// one of that same target's rules matches. No allocation, no lock; cost grows with the
-    /// number of targets that pair this source with this destination, not with the mesh.
+    /// Decides one request. Deny a revoked source; otherwise deny unless a TrafficTarget for
+    /// `destination` lists `source` and one of that same target's rules matches. No
+    /// allocation, no lock; cost grows with the number of targets that pair this source with
+    /// this destination, not with the mesh.
     pub fn authorize(
         &self,
         destination: &SpiffeId,
         source: Option<&SpiffeId>,
         request: &Request<'_>,
     ) -> Result<Permit<'_>, Denied> {
+        if source.is_some_and(|s| self.is_revoked(s)) {
+            return Err(Denied::Revoked);
+        }
         if self.options.permissive {
             return Ok(Permit::Permissive);
         }
@@ -140,9 +149,11 @@ impl Snapshot {
     }
 
     /// Whether any TrafficTarget lets `source` reach `destination` at all (or the mesh is
-    /// permissive). When this turns false, every connection from `source` can be closed.
+    /// permissive), and `source` is not revoked. When this turns false, every connection from
+    /// `source` can be closed.
     pub fn admits_any(&self, destination: &SpiffeId, source: &SpiffeId) -> bool {
-        self.options.permissive || self.candidates(destination, Some(source)).is_ok()
+        !self.is_revoked(source)
+            && (self.options.permissive || self.candidates(destination, Some(source)).is_ok())
     }
 
     /// The targets that pair `source` with `destination`, or why there are none.

@@ -142,6 +142,7 @@ impl Snapshot {
             destinations,
             pairs,
             splits,
+            revoked: NameSet::default(),
             matched_headers: matched_headers.into_boxed_slice(),
             warnings,
         }

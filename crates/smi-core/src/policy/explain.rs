@@ -56,7 +56,8 @@ impl Snapshot {
     ) -> Explanation<'_> {
         let decision = self.authorize(destination, source, request);
         let mut misses = Vec::new();
-        if decision.is_err() {
+        // A revoked source is refused before any target is considered.
+        if decision.is_err_and(|d| d != Denied::Revoked) {
             for &i in self.candidates(destination, source).unwrap_or_default() {
                 let target = &self.targets[i as usize];
                 if let Err(miss) = self.evaluate(target, request) {

@@ -13,6 +13,7 @@ mod matcher;
 mod normalize;
 mod pattern;
 mod request;
+mod revoked;
 mod route;
 mod service;
 
@@ -95,6 +96,8 @@ pub struct Snapshot {
     /// (destination, source) -> the targets that pair them, in policy order.
     pairs: keys::PairMap<Box<[u32]>>,
     splits: keys::ServiceMap<CompiledSplit>,
+    /// Accounts of this trust domain whose identity is revoked ([`Snapshot::with_revoked`]).
+    revoked: keys::NameSet,
     /// Every header name some HTTPRouteGroup match tests, `host` excluded (it is the authority).
     matched_headers: Box<[http::HeaderName]>,
     warnings: Vec<Diagnostic>,
@@ -128,6 +131,7 @@ impl fmt::Debug for Snapshot {
             .field("options", &self.options)
             .field("targets", &self.targets.len())
             .field("splits", &self.splits.len())
+            .field("revoked", &self.revoked.len())
             .field("warnings", &self.warnings.len())
             .finish()
     }
