@@ -256,8 +256,17 @@ async fn a_revoked_identity_gets_no_certificate_and_servers_refuse_it_within_sec
         enrollment.contains(r#"identity bookthief/bookthief is revoked ("stolen laptop")"#),
         "{enrollment}"
     );
-    // The buyer renews as before.
+    // The thief's policy stream ends, and reopening it is refused: its status says why.
+    status_until(&thief, "the thief's Watch refused", WAIT, |m| {
+        m.status()
+            .last_watch_error
+            .is_some_and(|e| e.contains("bookthief/bookthief is revoked"))
+    })
+    .await;
+    assert!(!thief.status().connected);
+    // The buyer renews as before, and its stream stays healthy.
     renew(&setup.addr(), &buyer.credentials()).await.unwrap();
+    assert_eq!(buyer.status().watch_failures, 0);
     drop((thief, buyer, thief_client, buyer_client, buyer_conn));
     setup.stop(vec![app]).await;
 }

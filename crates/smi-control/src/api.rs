@@ -73,6 +73,9 @@ impl ControlApi {
                 ours.trust_domain()
             )));
         }
+        self.revocations
+            .check_caller(&peer.spiffe_id.account)
+            .map_err(|r| Status::permission_denied(r.to_string()))?;
         Ok(peer)
     }
 }
@@ -202,8 +205,16 @@ impl Control for ControlApi {
         // Each item is computed from the newest published state when the stream is polled, so
         // a subscriber that reads slowly skips versions instead of queueing them. A view too
         // large for one message goes out in chunks of one version.
+        // A caller revoked while its stream is open gets no further view: the stream ends with
+        // the reason (its reconnection is refused in `peer`).
+        let own_id = peer.spiffe_id.to_string();
         let mut last: Option<v1::PolicyUpdate> = None;
         let views = WatchStream::new(self.hub.subscribe()).filter_map(move |published| {
+            if published.revoked.binary_search(&own_id).is_ok() {
+                return Some(vec![Err(Status::permission_denied(format!(
+                    "{own_id} is revoked: it gets no more policy"
+                )))]);
+            }
             let mut view = published.view(&subscription);
             let version = view.version;
             view.version = 0;
@@ -214,11 +225,9 @@ impl Control for ControlApi {
             last = Some(view.clone());
             view.version = version;
             session.status.evaluated(session.id, version, true);
-            Some(chunks(view, CHUNK_BYTES))
+            Some(chunks(view, CHUNK_BYTES).into_iter().map(Ok).collect())
         });
-        let updates = futures_util::StreamExt::flat_map(views, |parts| {
-            futures_util::stream::iter(parts.into_iter().map(Ok))
-        });
+        let updates = futures_util::StreamExt::flat_map(views, futures_util::stream::iter);
         Ok(Response::new(Box::pin(until_stopping(
             updates,
             self.stopping.clone(),

@@ -155,6 +155,18 @@ impl Revocations {
         self.current();
     }
 
+    /// Refuses a caller of Watch, Ack or Register whose identity is revoked: its certificate
+    /// still verifies until it expires, but it gets no more policy and registers nothing.
+    pub fn check_caller(&self, identity: &ServiceAccount) -> Result<(), Refusal> {
+        match self.current().identities.get(identity) {
+            Some(reason) => Err(Refusal::Revoked {
+                identity: identity.to_string(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Refuses a grant whose identity or join token is revoked.
     pub fn admit(&self, grant: &Grant) -> Result<(), Refusal> {
         let index = self.current();
