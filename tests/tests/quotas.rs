@@ -169,7 +169,7 @@ async fn one_workload_registering_100000_endpoints_cannot_freeze_the_mesh() {
     let before = setup.revoke_and_time(&store).await;
     std::fs::write(setup.policy.join("extra.yaml"), EXTRA).unwrap();
 
-    // 100,000 in one message: refused before it is decoded (over the 1 MiB request limit).
+    // 100,000 in one message: refused before it is decoded (over the 256 KiB request limit).
     let (_, refused) = Flood::register(&setup.state, &setup.addr(), 100_000, 100_000).await;
     let refused = refused.expect("one huge registration is refused");
     assert!(

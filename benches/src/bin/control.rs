@@ -117,8 +117,8 @@ impl Control {
         })
     }
 
-    /// A token that enrolls without limit: the Certify rate reuses one (each use is counted,
-    /// on disk, as in production).
+    /// A token that enrolls without limit: each Certify task reuses its own (each use is
+    /// counted, on disk, as in production).
     fn token(&self, identity: &str) -> Result<String, Error> {
         let identity: ServiceAccount = identity.parse()?;
         Ok(self
@@ -234,7 +234,11 @@ async fn certificates_per_second(
     for i in 0..4 {
         channels.push(control.channel(&format!("bench/certify-{i}")).await?.1);
     }
-    let token = Arc::new(control.token("bench/workload")?);
+    // One token per task, as workloads enrolling at once each have their own: each use is
+    // counted on disk, and a token's uses are counted one at a time.
+    let tokens: Vec<Arc<String>> = (0..64)
+        .map(|i| control.token(&format!("bench/workload-{i}")).map(Arc::new))
+        .collect::<Result<_, _>>()?;
     let identity: ServiceAccount = "bench/workload".parse()?;
 
     let (mut grpc, mut local, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
@@ -258,7 +262,7 @@ async fn certificates_per_second(
         let mut tasks = Vec::new();
         for i in 0..64 {
             let mut client = ControlClient::new(channels[i % channels.len()].clone());
-            let (csrs, token) = (csrs.clone(), token.clone());
+            let (csrs, token) = (csrs.clone(), tokens[i].clone());
             let (issued, failed) = (issued.clone(), failed.clone());
             tasks.push(tokio::spawn(async move {
                 let mut n = i;

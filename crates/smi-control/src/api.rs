@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use aws_lc_rs::digest;
+use prost::Message;
 use smi_core::ServiceRef;
 use smi_core::proto::v1::{self, control_server::Control};
 use tokio::sync::{mpsc, watch};
@@ -30,6 +32,8 @@ pub struct ControlApi {
     pub registry: Arc<Registry>,
     pub status: Arc<ControlStatus>,
     pub certificate_ttl: Duration,
+    /// How long a chain of renewals lasts from its first enrollment; no certificate outlives it.
+    pub max_chain_lifetime: Duration,
     pub lease: Duration,
     pub quotas: Quotas,
     /// Open Watch streams, per identity and per connection.
@@ -107,6 +111,12 @@ impl Control for ControlApi {
             .admit(&grant)
             .map_err(|r| refuse(Status::permission_denied(r.to_string())))?;
         let ca = self.ca.load();
+        // No certificate outlives its chain's maximum lifetime.
+        let chain_left = (grant.first_enrolled + self.max_chain_lifetime)
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default()
+            .max(Duration::from_secs(1));
+        let ttl = self.certificate_ttl.min(chain_left);
         let issued = self
             .revocations
             .issue(&grant, || {
@@ -114,7 +124,7 @@ impl Control for ControlApi {
                     &req.csr_der,
                     &grant.identity,
                     &grant.serves,
-                    self.certificate_ttl,
+                    ttl,
                     grant.first_enrolled,
                 )
             })
@@ -208,7 +218,8 @@ impl Control for ControlApi {
         // A caller revoked while its stream is open gets no further view: the stream ends with
         // the reason (its reconnection is refused in `peer`).
         let own_id = peer.spiffe_id.to_string();
-        let mut last: Option<v1::PolicyUpdate> = None;
+        // What was sent last, as a digest: each stream keeps 32 bytes, not a copy of its view.
+        let mut last: Option<digest::Digest> = None;
         let views = WatchStream::new(self.hub.subscribe()).filter_map(move |published| {
             if published.revoked.binary_search(&own_id).is_ok() {
                 return Some(vec![Err(Status::permission_denied(format!(
@@ -218,11 +229,12 @@ impl Control for ControlApi {
             let mut view = published.view(&subscription);
             let version = view.version;
             view.version = 0;
-            if last.as_ref() == Some(&view) {
+            let sent = digest::digest(&digest::SHA256, &view.encode_to_vec());
+            if last.is_some_and(|l| l.as_ref() == sent.as_ref()) {
                 session.status.evaluated(session.id, version, false);
                 return None;
             }
-            last = Some(view.clone());
+            last = Some(sent);
             view.version = version;
             session.status.evaluated(session.id, version, true);
             Some(chunks(view, CHUNK_BYTES).into_iter().map(Ok).collect())
@@ -309,12 +321,28 @@ impl Control for ControlApi {
         let _ = tx.send(Ok(ack)).await;
         let registry = self.registry.clone();
         let mut stopping = self.stopping.clone();
+        // Revoking the identity ends its registrations: its endpoints leave every view.
+        let mut published = self.hub.subscribe();
+        let own_id = peer.spiffe_id.to_string();
         tokio::spawn(async move {
             let _slot: StreamSlot = slot;
             loop {
                 let heartbeat = tokio::select! {
                     heartbeat = tokio::time::timeout(lease, inbound.message()) => heartbeat,
                     _ = stopping.wait_for(|stop| *stop) => break,
+                    revoked = async {
+                        published
+                            .wait_for(|p| p.revoked.binary_search(&own_id).is_ok())
+                            .await
+                            .is_ok()
+                    } => {
+                        if revoked {
+                            let _ = tx.try_send(Err(Status::permission_denied(format!(
+                                "{own_id} is revoked: its endpoints are removed"
+                            ))));
+                        }
+                        break;
+                    }
                 };
                 match heartbeat {
                     Ok(Ok(Some(_heartbeat))) => {

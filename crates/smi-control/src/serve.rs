@@ -142,7 +142,16 @@ impl Running {
 
 /// The largest request a workload may send: a Register of 1,000 endpoints is about 50 KiB, a
 /// CSR under 1 KiB. Larger ones are refused before they are decoded.
-pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
+
+/// Streams one connection may have open (a workload needs a few; the fan-out benchmark puts 100
+/// Watch streams on one). With [`MAX_REQUEST_BYTES`], what one connection can make the control
+/// buffer is bounded (64 MiB), and [`REQUEST_TIMEOUT`] frees it.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
+
+/// How long a call may take to be answered (a Watch or Register is answered when its stream
+/// opens): a client that trickles a request is cut.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The largest message the control sends: views are chunked well under it
 /// ([`crate::chunk::CHUNK_BYTES`]), and workloads decode up to this.
@@ -284,6 +293,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         registry: registry.clone(),
         status: status.clone(),
         certificate_ttl: config.certificate_ttl,
+        max_chain_lifetime: config.max_chain_lifetime,
         lease: config.lease,
         quotas: config.quotas.clone(),
         watches: StreamCounts::new(
@@ -321,7 +331,8 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .max_concurrent_streams(Some(100_000))
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .timeout(REQUEST_TIMEOUT)
         .add_service(
             ControlServer::new(api)
                 .max_decoding_message_size(MAX_REQUEST_BYTES)

@@ -23,6 +23,10 @@ use crate::canonical::{Invalid, authority, canonicalize};
 use crate::peer::Peer;
 
 /// Enforces SMI policy in front of a service served with [`crate::serve`].
+///
+/// Wrap the whole application with it (`tower::Layer::layer(&authorize, router)`), never an
+/// axum `Router::layer` or a route: those run after the router chose a route from the raw path,
+/// and the request must be routed by the normalized path that was authorized.
 #[derive(Clone, Debug)]
 pub struct AuthorizeLayer {
     mesh: Mesh,

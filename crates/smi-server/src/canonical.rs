@@ -17,6 +17,8 @@ pub(crate) enum Invalid {
     HostMismatch,
     /// A repeated header that policy matches on has a value that is not text.
     HeaderNotText,
+    /// The normalized path does not make a URI again (it always should).
+    Unrebuildable,
 }
 
 impl std::fmt::Display for Invalid {
@@ -26,6 +28,7 @@ impl std::fmt::Display for Invalid {
             Invalid::SeveralHosts => f.write_str("more than one Host header"),
             Invalid::HostMismatch => f.write_str("the Host header differs from the authority"),
             Invalid::HeaderNotText => f.write_str("a repeated header is not text"),
+            Invalid::Unrebuildable => f.write_str("the normalized path is not a valid URI"),
         }
     }
 }
@@ -44,7 +47,7 @@ pub(crate) fn canonicalize<B>(
     for name in matched {
         let mut values = request.headers().get_all(name).iter();
         if values.next().is_some() && values.next().is_some() {
-            let joined = joined_value(request.headers().get_all(name))
+            let joined = joined_value(request.headers(), name)
                 .and_then(|v| HeaderValue::try_from(v).ok())
                 .ok_or(Invalid::HeaderNotText)?;
             request.headers_mut().insert(name.clone(), joined);
@@ -84,8 +87,12 @@ fn check_host<B>(request: &Request<B>) -> Result<(), Invalid> {
     }
 }
 
-/// `None` when the URI's path is already canonical.
+/// `None` when the URI's path is already canonical, or when it has none (CONNECT's
+/// authority-form target).
 fn normalized_uri(uri: &Uri) -> Result<Option<Uri>, Invalid> {
+    if uri.path_and_query().is_none() {
+        return Ok(None);
+    }
     let path = uri.path();
     let normalized = normalize_path(path).map_err(Invalid::Path)?;
     if normalized == path {
@@ -97,12 +104,11 @@ fn normalized_uri(uri: &Uri) -> Result<Option<Uri>, Invalid> {
     };
     let mut parts = uri.clone().into_parts();
     // A normalized path has only characters its input had (and decoded unreserved ones).
-    parts.path_and_query = Some(
-        PathAndQuery::try_from(path_and_query).map_err(|_| Invalid::Path(PathError::BadEscape))?,
-    );
+    parts.path_and_query =
+        Some(PathAndQuery::try_from(path_and_query).map_err(|_| Invalid::Unrebuildable)?);
     Uri::from_parts(parts)
         .map(Some)
-        .map_err(|_| Invalid::Path(PathError::BadEscape))
+        .map_err(|_| Invalid::Unrebuildable)
 }
 
 #[cfg(test)]
@@ -128,6 +134,15 @@ mod tests {
         let mut r = request("http://bookstore.default/a//%62?q", &[]);
         canonicalize(&mut r, &[]).unwrap();
         assert_eq!(r.uri().to_string(), "http://bookstore.default/a/b?q");
+    }
+
+    #[test]
+    fn a_connect_target_has_no_path_to_normalize() {
+        let mut r = Request::connect("bookstore-v1.bookstore:443")
+            .body(())
+            .unwrap();
+        assert_eq!(canonicalize(&mut r, &[]), Ok(()));
+        assert_eq!(r.uri().to_string(), "bookstore-v1.bookstore:443");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `MeshListener`: meshed connections as an `axum::serve::Listener`.
 //!
 //! ```ignore
-//! let app = router.layer(AuthorizeLayer::new(mesh.clone()));
+//! // Around the whole router (not `Router::layer`, which runs after routing).
+//! let app = Router::new().fallback_service(AuthorizeLayer::new(mesh.clone()).layer(router));
 //! axum::serve(MeshListener::new(listener, &mesh)?, app.into_make_service_with_connect_info::<Peer>()).await?;
 //! ```
 //! Handlers take `ConnectInfo<Peer>`; `AuthorizeLayer` reads it as well.

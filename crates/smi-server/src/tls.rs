@@ -10,7 +10,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -21,6 +21,11 @@ pub type SharedServerConfig = Arc<ArcSwap<ServerConfig>>;
 /// How long a client may take to complete the TLS handshake (the default of
 /// [`crate::ServeOptions::handshake_timeout`]).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// At most this many handshakes run at once per listener; a connection accepted beyond it is
+/// closed at once, so clients that connect and send nothing cannot hold every file descriptor
+/// (each is also cut at the handshake timeout).
+pub const MAX_HANDSHAKES: usize = 1_024;
 
 /// Accepts TCP connections on `listener` and completes TLS handshakes with the config current
 /// at accept time, each within [`HANDSHAKE_TIMEOUT`]. The stream ends when the listener fails
@@ -40,6 +45,8 @@ pub fn incoming_with(
     handshake_timeout: Duration,
 ) -> ReceiverStream<io::Result<TlsStream<TcpStream>>> {
     let (tx, rx) = mpsc::channel(256);
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let mut last_refusal_log: Option<std::time::Instant> = None;
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -59,10 +66,18 @@ pub fn incoming_with(
                     return;
                 }
             };
+            let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                if last_refusal_log.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                    last_refusal_log = Some(std::time::Instant::now());
+                    tracing::info!(%peer, limit = MAX_HANDSHAKES, "too many TLS handshakes in progress; closing new connections");
+                }
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let acceptor = TlsAcceptor::from(config.load_full());
             let handshake_tx = tx.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 let tx = handshake_tx;
                 match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {

@@ -47,9 +47,11 @@ async fn main() -> Result<(), Error> {
     let server = Mesh::start(control.workload("default/notes", &["default/notes"])?).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let _registration = server.register("default/notes", listener.local_addr()?);
-    let app = Router::new()
-        .route("/notes", get(notes).delete(|| async { "deleted\n" }))
-        .layer(AuthorizeLayer::new(server.clone()));
+    let router = Router::new().route("/notes", get(notes).delete(|| async { "deleted\n" }));
+    // Around the whole router, not `Router::layer` (which runs after routing): the router must
+    // route the normalized path that was authorized.
+    let authorized = tower_layer::Layer::layer(&AuthorizeLayer::new(server.clone()), router);
+    let app = Router::new().fallback_service(authorized);
     let listener = MeshListener::new(listener, &server)?;
     tokio::spawn(async move {
         axum::serve(listener, app.into_make_service_with_connect_info::<Peer>()).await

@@ -6,22 +6,27 @@ use prost::Message;
 use smi_core::proto::v1;
 
 /// The most a reassembled view may hold; a control sending more is refused (and reported), so
-/// a broken or hostile control cannot make a workload buffer without end.
+/// a broken or hostile control cannot make a workload buffer without end. Endpoints are counted
+/// too: decoded, one costs far more than its few encoded bytes.
 pub const MAX_VIEW_BYTES: usize = 64 * 1024 * 1024;
+pub const MAX_VIEW_ENDPOINTS: usize = 1_000_000;
 
 #[derive(Debug, Default)]
 pub(super) struct Assembler {
     pending: Option<v1::PolicyUpdate>,
     bytes: usize,
+    endpoints: usize,
 }
 
 impl Assembler {
     /// The whole view once its last chunk is in; `None` while more are to come.
     pub fn push(&mut self, chunk: v1::PolicyUpdate) -> Result<Option<v1::PolicyUpdate>, String> {
         let size = chunk.encoded_len();
+        let endpoints: usize = chunk.endpoints.iter().map(|s| s.endpoints.len()).sum();
         let mut whole = match self.pending.take() {
             Some(mut pending) if pending.version == chunk.version => {
                 self.bytes += size;
+                self.endpoints += endpoints;
                 append(&mut pending.endpoints, chunk.endpoints);
                 pending.continued = chunk.continued;
                 pending
@@ -30,13 +35,15 @@ impl Assembler {
             // stream, is dropped rather than mixed in).
             _ => {
                 self.bytes = size;
+                self.endpoints = endpoints;
                 chunk
             }
         };
-        if self.bytes > MAX_VIEW_BYTES {
-            self.bytes = 0;
+        if self.bytes > MAX_VIEW_BYTES || self.endpoints > MAX_VIEW_ENDPOINTS {
+            let (bytes, endpoints) = (self.bytes, self.endpoints);
+            *self = Assembler::default();
             return Err(format!(
-                "the view of version {} is over {MAX_VIEW_BYTES} bytes",
+                "the view of version {} is over the limit ({bytes} bytes, {endpoints} endpoints; at most {MAX_VIEW_BYTES} bytes and {MAX_VIEW_ENDPOINTS} endpoints)",
                 whole.version
             ));
         }
@@ -45,7 +52,7 @@ impl Assembler {
             return Ok(None);
         }
         whole.continued = false;
-        self.bytes = 0;
+        *self = Assembler::default();
         Ok(Some(whole))
     }
 }

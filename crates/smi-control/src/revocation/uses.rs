@@ -3,8 +3,9 @@
 //! token, so that an enrollment reads and writes its own token's count only, whatever the number
 //! of live tokens; the files of expired tokens are removed (at most a minute late).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,10 @@ pub const DIR: &str = "token-uses";
 /// How often expired entries are looked for.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
+/// How long after its expiry a token's entry is kept: an enrollment that verified the token
+/// just before it expired still finds its count.
+const PRUNE_GRACE_SECS: u64 = 60;
+
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Entry {
@@ -28,21 +33,31 @@ struct Entry {
     expires_unix: u64,
 }
 
-/// The use counts of join tokens. One spend at a time (a mutex around read, issue, write), so
-/// two enrollments racing with one single-use token get one certificate.
+/// The use counts of join tokens. One spend at a time per token (a lock of that token around
+/// read, issue, write), so two enrollments racing with one single-use token get one
+/// certificate, while enrollments with different tokens sign and write in parallel.
 #[derive(Debug)]
 pub(crate) struct UseLedger {
     dir: PathBuf,
+    /// The lock of each token being spent (entries go when the prune finds them unused).
+    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// When expired entries were last removed (`None`: not yet).
-    state: Mutex<Option<Instant>>,
+    pruned: Mutex<Option<Instant>>,
 }
 
 impl UseLedger {
     pub fn new(state_dir: &Path) -> Self {
         Self {
             dir: state_dir.join(DIR),
-            state: Mutex::new(None),
+            locks: Mutex::default(),
+            pruned: Mutex::new(None),
         }
+    }
+
+    /// The lock of one token (held only for the map lookup here).
+    fn lock_of(&self, jti: &str) -> Arc<Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(jti.to_owned()).or_default().clone()
     }
 
     /// Calls `issue` if `token` has a use left, and counts the use when it succeeds; the count
@@ -52,10 +67,19 @@ impl UseLedger {
         token: &TokenUse,
         issue: impl FnOnce() -> Result<T, CaError>,
     ) -> Result<T, IssueError> {
+        let path = self.path(&token.jti).map_err(IssueError::Ledger)?;
         // Poisoning leaves nothing half-done here: the state is the files, each written in one
         // step.
-        let mut pruned = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let path = self.path(&token.jti).map_err(IssueError::Ledger)?;
+        let lock = self.lock_of(&token.jti);
+        let _spending = lock.lock().unwrap_or_else(|e| e.into_inner());
+        // Checked again under the lock: a token that expired since it was verified may already
+        // have lost its entry to a prune, and would read as unused.
+        let now = unix_now();
+        if token.expires_unix <= now {
+            return Err(IssueError::Refused(Refusal::Expired(
+                now - token.expires_unix,
+            )));
+        }
         let used = read(&path)
             .map_err(IssueError::Ledger)?
             .map_or(0, |e| e.used);
@@ -71,10 +95,7 @@ impl UseLedger {
             expires_unix: token.expires_unix,
         };
         self.write(&path, &entry).map_err(IssueError::Ledger)?;
-        if pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
-            *pruned = Some(Instant::now());
-            self.prune();
-        }
+        self.prune_now_and_then();
         Ok(issued)
     }
 
@@ -117,14 +138,32 @@ impl UseLedger {
 
     /// Removes the entries of expired tokens (and leaves alone what it cannot read: the next
     /// spend of that token reports it).
+    fn prune_now_and_then(&self) {
+        {
+            let mut pruned = self.pruned.lock().unwrap_or_else(|e| e.into_inner());
+            if pruned.is_some_and(|at| at.elapsed() < PRUNE_EVERY) {
+                return;
+            }
+            *pruned = Some(Instant::now());
+        }
+        self.prune();
+    }
+
     fn prune(&self) {
+        // Locks no spend holds (only the map has them) are forgotten.
+        self.locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, lock| Arc::strong_count(lock) > 1);
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
         let now = unix_now();
         for path in entries.filter_map(Result::ok).map(|e| e.path()) {
             if path.extension().is_some_and(|x| x == "json")
-                && read(&path).is_ok_and(|e| e.is_some_and(|e| e.expires_unix <= now))
+                && read(&path).is_ok_and(|e| {
+                    e.is_some_and(|e| e.expires_unix.saturating_add(PRUNE_GRACE_SECS) <= now)
+                })
             {
                 let _ = std::fs::remove_file(&path);
             }

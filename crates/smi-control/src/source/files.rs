@@ -52,8 +52,9 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
             Ok(meta) if meta.is_dir() => collect(&path, out)?,
             // A policy file that cannot be examined (a dangling link) fails on its own, when read.
             _ if is_policy_file(&path) => out.push(path),
-            Ok(_) => {}
-            Err(e) => return Err(e),
+            // Anything else is not policy, whatever state it is in (a dangling `notes.txt` link
+            // must not stop the directory from loading).
+            _ => {}
         }
     }
     Ok(())

@@ -68,18 +68,22 @@ fn header_matches(req: &HttpRequest<'_>, name: &HeaderName, value: &Pattern) -> 
     match (values.next(), values.next()) {
         (None, _) => false,
         (Some(one), None) => one.to_str().is_ok_and(|s| value.is_match(s)),
-        (Some(_), Some(_)) => {
-            joined_value(req.headers.get_all(name)).is_some_and(|s| value.is_match(&s))
-        }
+        (Some(_), Some(_)) => joined_value(req.headers, name).is_some_and(|s| value.is_match(&s)),
     }
 }
 
-/// The values of a repeated header as one, joined with `,` (`None` when one is not text).
-pub fn joined_value(values: http::header::GetAll<'_, http::HeaderValue>) -> Option<String> {
+/// The values of a repeated header as one (`None` when one is not text): joined with `,`, or
+/// for `cookie` with `; ` (HTTP/2 clients split cookies into several fields, RFC 9113 8.2.3).
+pub fn joined_value(headers: &http::HeaderMap, name: &HeaderName) -> Option<String> {
+    let separator = if name == http::header::COOKIE {
+        "; "
+    } else {
+        ","
+    };
     let mut joined = String::new();
-    for (i, v) in values.iter().enumerate() {
+    for (i, v) in headers.get_all(name).iter().enumerate() {
         if i > 0 {
-            joined.push(',');
+            joined.push_str(separator);
         }
         joined.push_str(v.to_str().ok()?);
     }

@@ -44,7 +44,8 @@ fn with_peer(activity: &Arc<Activity>) -> WithPeer<Answer> {
 // Short periods on the real clock (tokio's paused clock needs its `test-util` feature, which
 // would build tokio and everything above it a second time); each wait is bounded.
 const FIRST: Duration = Duration::from_millis(50);
-const IDLE: Duration = Duration::from_millis(150);
+// The idle period is long beside the first, so that telling them apart survives a loaded machine.
+const IDLE: Duration = Duration::from_millis(1_000);
 const BOUND: Duration = Duration::from_secs(5);
 
 /// Waits for `activity` to be idle; how long that took.

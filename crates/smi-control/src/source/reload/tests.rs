@@ -307,3 +307,14 @@ fn an_unreadable_directory_keeps_the_published_policy_and_is_reported() {
     assert!(f.policy_status().errors[0].contains("cannot read"));
     assert!(!Path::new(&gone).exists());
 }
+
+#[test]
+fn a_dangling_link_that_is_not_policy_does_not_stop_the_directory() {
+    let f = fixture();
+    f.write("a.yaml", STORE);
+    std::os::unix::fs::symlink(f.dir.path().join("nowhere"), f.dir.path().join("notes.txt"))
+        .unwrap();
+    assert!(f.reloader.reload());
+    assert_eq!(f.serving(), [STORE_ROUTES, STORE_TARGET]);
+    assert!(f.failing().is_empty());
+}

@@ -1,4 +1,4 @@
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use proptest::prelude::*;
 
 use super::*;
@@ -176,8 +176,15 @@ fn a_repeated_header_is_matched_as_one_joined_value() {
     );
     assert!(joined.matches(&req("GET", "/", &h)));
     assert_eq!(
-        joined_value(h.get_all("x-role")).as_deref(),
+        joined_value(&h, &HeaderName::from_static("x-role")).as_deref(),
         Some("reader,admin")
+    );
+    let mut cookies = HeaderMap::new();
+    cookies.append("cookie", HeaderValue::from_static("a=1"));
+    cookies.append("cookie", HeaderValue::from_static("session=x"));
+    assert_eq!(
+        joined_value(&cookies, &http::header::COOKIE).as_deref(),
+        Some("a=1; session=x")
     );
 }
 
