@@ -66,7 +66,11 @@ fn python(port: u16, [bundle, chain, key]: &[String; 3]) -> String {
     let output = std::process::Command::new(&interpreter)
         .args(["-c", CLIENT, &port.to_string(), bundle, chain, key])
         .output()
-        .unwrap_or_else(|e| panic!("{interpreter}: {e} (scripts/test installs grpcio in a venv and sets SMI_PYTHON)"));
+        .unwrap_or_else(|e| {
+            panic!(
+                "{interpreter}: {e} (scripts/test installs grpcio in a venv and sets SMI_PYTHON)"
+            )
+        });
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),

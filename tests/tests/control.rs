@@ -267,10 +267,7 @@ async fn a_workload_renews_over_mtls_without_a_token() {
     assert_eq!(second.spiffe_id(), first.spiffe_id());
     assert_ne!(second.chain_der()[0], first.chain_der()[0]);
     let peer = peer_identity(&second.chain_der()[0].clone().into()).unwrap();
-    assert_eq!(
-        peer.serves,
-        vec![ServiceRef::new("bookbuyer", "bookbuyer")]
-    );
+    assert_eq!(peer.serves, vec![ServiceRef::new("bookbuyer", "bookbuyer")]);
     mesh.control.shutdown().await;
 }
 

@@ -12,8 +12,8 @@ pub mod proto;
 pub mod token;
 
 pub use identity::{
-    CONTROL_ACCOUNT, DEFAULT_CLUSTER_DOMAIN, control_spiffe_id, DEFAULT_TRUST_DOMAIN, IdentityError, NameKind, ServiceAccount, ServiceRef,
-    SpiffeId,
+    CONTROL_ACCOUNT, DEFAULT_CLUSTER_DOMAIN, DEFAULT_TRUST_DOMAIN, IdentityError, NameKind,
+    ServiceAccount, ServiceRef, SpiffeId, control_spiffe_id,
 };
 pub use load::{Diagnostic, Format, Loaded, Loader, Severity, load_str};
 pub use policy::{Options, PathMatch, Snapshot};
