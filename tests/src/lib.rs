@@ -16,9 +16,11 @@ use smi_core::policy::{Denied, HttpRequest, Permit, Request, Route, ServiceName}
 use smi_core::{Format, Loaded, Options, ServiceAccount, ServiceRef, Snapshot, SpiffeId, load_str};
 
 mod cluster;
+mod live;
 mod process;
 
 pub use cluster::{Cluster, Object, objects, test_step_deletes};
+pub use live::LiveControl;
 pub use process::Process;
 
 /// Test data: the conformance suite's manifests (`conformance/`) and the parse cases (`parse/`).

@@ -15,7 +15,7 @@ use smi_client::{Mesh, MeshConfig};
 use smi_control::ca::CaStore;
 use smi_control::enroll::JoinTokens;
 use smi_core::{ServiceAccount, ServiceRef};
-use smi_tests::{Process, TRUST_DOMAIN, join_token, policy_until};
+use smi_tests::{LiveControl, Process, TRUST_DOMAIN, policy_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -45,56 +45,43 @@ spec:
   - {kind: HTTPRouteGroup, name: bookstore-routes}
 "#;
 
-/// A control process and one meshed bookstore app, and the policy directory.
+/// The control over [`POLICY`] and one meshed bookstore app.
 struct Setup {
-    _dir: tempfile::TempDir,
-    state: std::path::PathBuf,
-    control: Process,
+    live: LiveControl,
     app: Process,
+}
+
+impl std::ops::Deref for Setup {
+    type Target = LiveControl;
+    fn deref(&self) -> &LiveControl {
+        &self.live
+    }
 }
 
 impl Setup {
     async fn start() -> Setup {
-        let dir = tempfile::tempdir().unwrap();
-        let (policy, state) = (dir.path().join("policy"), dir.path().join("state"));
-        std::fs::create_dir_all(&policy).unwrap();
-        std::fs::write(policy.join("access.yaml"), POLICY).unwrap();
-        let control = Process::control(&policy, &state, Duration::from_secs(600)).await;
-        let app = Process::app(
-            control.addrs[0],
-            &state,
-            "bookstore-v1",
-            "bookstore/bookstore",
-            "bookstore/bookstore-v1",
-        )
-        .await;
-        Setup {
-            _dir: dir,
-            state,
-            control,
-            app,
-        }
+        let live = LiveControl::start(&[("access.yaml", POLICY)], &[]).await;
+        let app = live
+            .app(
+                "bookstore-v1",
+                "bookstore/bookstore",
+                "bookstore/bookstore-v1",
+            )
+            .await;
+        Setup { live, app }
     }
 
     fn config(&self, identity: &str, token: String) -> MeshConfig {
-        MeshConfig::new(
-            ControlAddr::parse(&self.control.addrs[0].to_string()).unwrap(),
-            token,
-        )
-        .calls(["bookstore/bookstore-v1"])
-        .workload(identity)
+        self.live
+            .config(identity, token, &["bookstore/bookstore-v1"])
     }
 
     async fn mesh(&self, identity: &str) -> Mesh {
-        let token = join_token(&self.state, identity, &[]);
-        Mesh::start(self.config(identity, token)).await.unwrap()
+        self.live.mesh(identity, &["bookstore/bookstore-v1"]).await
     }
 
     async fn stop(self) {
-        for (process, name) in [(self.app, "the app"), (self.control, "the control")] {
-            let stderr = process.still_alive_then_stop(name).await;
-            assert!(!stderr.contains("panicked"), "{name} panicked:\n{stderr}");
-        }
+        self.live.stop(vec![self.app]).await;
     }
 }
 

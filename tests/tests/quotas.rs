@@ -6,13 +6,13 @@
 //! receives the next change.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use smi_client::Mesh;
 use smi_client::control::{ControlAddr, connect, control_client, enroll};
-use smi_client::{Mesh, MeshConfig};
 use smi_core::proto::v1;
-use smi_tests::{Process, join_token, policy_until};
+use smi_tests::{LiveControl, join_token, policy_until};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -33,41 +33,20 @@ spec:
   - {kind: HTTPRouteGroup, name: bookstore-service-routes}
 "#;
 
-struct Setup {
-    _dir: tempfile::TempDir,
-    policy: PathBuf,
-    state: PathBuf,
-    control: Process,
+/// The control over the bookstore policy plus [`EXTRA`]; what these tests add to it.
+struct Setup(LiveControl);
+
+impl std::ops::Deref for Setup {
+    type Target = LiveControl;
+    fn deref(&self) -> &LiveControl {
+        &self.0
+    }
 }
 
 impl Setup {
     async fn start(env: &[(&str, &str)]) -> Setup {
-        let dir = tempfile::tempdir().unwrap();
-        let (policy, state) = (dir.path().join("policy"), dir.path().join("state"));
-        std::fs::create_dir_all(&policy).unwrap();
-        std::fs::write(policy.join("access.yaml"), ACCESS).unwrap();
-        std::fs::write(policy.join("extra.yaml"), EXTRA).unwrap();
-        let control = Process::control_with(&policy, &state, Duration::from_secs(600), env).await;
-        Setup {
-            _dir: dir,
-            policy,
-            state,
-            control,
-        }
-    }
-
-    fn addr(&self) -> ControlAddr {
-        ControlAddr::parse(&self.control.addrs[0].to_string()).unwrap()
-    }
-
-    async fn mesh(&self, identity: &str, calls: &[&str]) -> Mesh {
-        let config = MeshConfig::new(self.addr(), join_token(&self.state, identity, &[]))
-            .calls(calls.iter().copied())
-            .workload(identity);
-        tokio::time::timeout(WAIT, Mesh::start(config))
-            .await
-            .expect("a workload starts")
-            .unwrap()
+        let files = [("access.yaml", ACCESS), ("extra.yaml", EXTRA)];
+        Setup(LiveControl::start(&files, env).await)
     }
 
     /// Deletes the extra TrafficTarget; returns how long until `destination` applied it.

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,12 +18,12 @@ use http::Request;
 use http_body_util::{Empty, Full};
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use smi_client::control::{ClientError, ControlAddr, Credentials, enroll, renew};
-use smi_client::{Mesh, MeshClient, MeshConfig, OutboundError};
+use smi_client::control::{ClientError, Credentials, enroll, renew};
+use smi_client::{Mesh, MeshClient, OutboundError};
 use smi_control::ca::CaStore;
 use smi_control::enroll::JoinTokens;
 use smi_core::{ServiceAccount, SpiffeId};
-use smi_tests::{Process, TRUST_DOMAIN, join_token, policy_until, status_until};
+use smi_tests::{LiveControl, Process, TRUST_DOMAIN, join_token, policy_until, status_until};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
@@ -71,37 +71,30 @@ spec:
   - {kind: TCPRoute, name: echo-ports}
 "#;
 
-struct Setup {
-    _dir: tempfile::TempDir,
-    policy: PathBuf,
-    state: PathBuf,
-    control: Process,
+/// The control over [`POLICY`]; what these tests add to it.
+struct Setup(LiveControl);
+
+impl std::ops::Deref for Setup {
+    type Target = LiveControl;
+    fn deref(&self) -> &LiveControl {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Setup {
+    fn deref_mut(&mut self) -> &mut LiveControl {
+        &mut self.0
+    }
 }
 
 impl Setup {
     async fn start(env: &[(&str, &str)]) -> Setup {
-        let dir = tempfile::tempdir().unwrap();
-        let (policy, state) = (dir.path().join("policy"), dir.path().join("state"));
-        std::fs::create_dir_all(&policy).unwrap();
-        std::fs::write(policy.join("access.yaml"), POLICY).unwrap();
-        let control = Process::control_with(&policy, &state, Duration::from_secs(600), env).await;
-        Setup {
-            _dir: dir,
-            policy,
-            state,
-            control,
-        }
-    }
-
-    fn addr(&self) -> ControlAddr {
-        ControlAddr::parse(&self.control.addrs[0].to_string()).unwrap()
+        Setup(LiveControl::start(&[("access.yaml", POLICY)], env).await)
     }
 
     /// The bookstore app (bookstore/bookstore), serving bookstore/bookstore-v1.
     async fn bookstore(&self) -> Process {
-        Process::app(
-            self.control.addrs[0],
-            &self.state,
+        self.app(
             "bookstore-v1",
             "bookstore/bookstore",
             "bookstore/bookstore-v1",
@@ -110,11 +103,7 @@ impl Setup {
     }
 
     async fn mesh(&self, identity: &str) -> Mesh {
-        let token = join_token(&self.state, identity, &[]);
-        let config = MeshConfig::new(self.addr(), token)
-            .calls(["bookstore/bookstore-v1"])
-            .workload(identity);
-        Mesh::start(config).await.unwrap()
+        self.0.mesh(identity, &["bookstore/bookstore-v1"]).await
     }
 
     /// `smictl revoke --state-dir <state> <args>`; returns when the file is written.
@@ -126,15 +115,7 @@ impl Setup {
     }
 
     async fn stop(self, apps: Vec<Process>) {
-        for app in apps {
-            let stderr = app.still_alive_then_stop("an app").await;
-            assert!(!stderr.contains("panicked"), "an app panicked:\n{stderr}");
-        }
-        let stderr = self.control.still_alive_then_stop("the control").await;
-        assert!(
-            !stderr.contains("panicked"),
-            "the control panicked:\n{stderr}"
-        );
+        self.0.stop(apps).await;
     }
 }
 
@@ -431,9 +412,7 @@ async fn join_tokens_buy_what_they_allow_and_a_revoked_one_buys_nothing() {
     );
 
     // The counts are in the state directory: a restarted control still refuses the used token.
-    let stderr = setup.control.still_alive_then_stop("the control").await;
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    setup.control = Process::control(&setup.policy, &setup.state, Duration::from_secs(600)).await;
+    setup.restart().await;
     let after = refused(enroll(&setup.addr(), &single).await);
     assert!(after.contains("already used"), "{after}");
     let fresh = join_token(&setup.state, "bookbuyer/bookbuyer", &[]);

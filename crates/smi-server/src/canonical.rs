@@ -69,11 +69,10 @@ pub(crate) fn authority<B>(request: &Request<B>) -> Option<&str> {
 
 fn check_host<B>(request: &Request<B>) -> Result<(), Invalid> {
     let mut hosts = request.headers().get_all(header::HOST).iter();
-    let (Some(host), None) = (hosts.next(), hosts.next()) else {
-        return match request.headers().get_all(header::HOST).iter().count() {
-            0 => Ok(()),
-            _ => Err(Invalid::SeveralHosts),
-        };
+    let host = match (hosts.next(), hosts.next()) {
+        (None, _) => return Ok(()),
+        (Some(_), Some(_)) => return Err(Invalid::SeveralHosts),
+        (Some(host), None) => host,
     };
     match request.uri().authority() {
         Some(authority)
