@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 use smi_client::control::{ClientError, ControlAddr, Credentials, connect, enroll, renew};
-use smi_control::ca::{CaStore, peer_identity};
+use smi_control::ca::CaStore;
 use smi_control::enroll::JoinTokens;
 use smi_control::serve::{Running, ServeConfig, start};
 use smi_core::ServiceRef;
 use smi_core::proto::v1::{self, control_client::ControlClient};
+use smi_tls::peer_identity;
 use tonic::Streaming;
 
 const WAIT: Duration = Duration::from_secs(5);

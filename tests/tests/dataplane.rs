@@ -468,7 +468,7 @@ impl rustls::client::ResolvesClientCert for NoCertificate {
 
 /// The mesh client TLS of `credentials`, speaking HTTP/1.1 (the raw exchange writes HTTP/1.1).
 fn http1_tls(credentials: &smi_client::control::Credentials) -> rustls::ClientConfig {
-    let mut config = smi_client::tls::client_config(credentials).unwrap();
+    let mut config = credentials.client_config().unwrap();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config
 }

@@ -344,9 +344,8 @@ async fn no_workload_can_pose_as_the_control_service() {
     let impostor = setup.mesh("bookstore/bookstore").await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let fake = listener.local_addr().unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(
-        smi_client::tls::server_config(&impostor.credentials()).unwrap(),
-    ));
+    let acceptor =
+        tokio_rustls::TlsAcceptor::from(Arc::new(impostor.credentials().server_config().unwrap()));
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             let _ = acceptor.accept(tcp).await;

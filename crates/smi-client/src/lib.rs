@@ -7,15 +7,15 @@
 //!   over endpoints and calls them over pooled mTLS connections; [`MeshLayer`] puts it in front
 //!   of an existing client (mesh services through the mesh, everything else unchanged).
 //! - [`control`]: the low-level control API client (enroll, renew, mTLS channel).
-//! - [`tls`], [`identity`]: rustls configurations from credentials; SPIFFE IDs of certificates.
+//!
+//! TLS configurations and the identity of peer certificates are `smi-tls`'s, shared with the
+//! control service ([`control::Credentials::server_config`] and friends build them).
 #![forbid(unsafe_code)]
 
 pub mod control;
-pub mod identity;
 pub mod mesh;
 pub mod metrics;
 pub mod outbound;
-pub mod tls;
 
 pub use mesh::{Mesh, MeshConfig, MeshError, MeshStatus};
 pub use outbound::{MeshClient, MeshLayer, OutboundError};

@@ -14,7 +14,9 @@ use tokio_stream::wrappers::{ReceiverStream, WatchStream};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::ca::{Authority, CaError, PeerIdentity, peer_identity};
+use smi_tls::{PeerIdentity, peer_identity};
+
+use crate::ca::{Authority, CaError};
 use crate::chunk::{CHUNK_BYTES, chunks};
 use crate::distribute::{Hub, Subscription};
 use crate::enroll::{Authenticators, Credential};
@@ -68,7 +70,7 @@ impl ControlApi {
         let leaf = certs
             .first()
             .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
-        let peer = peer_identity(leaf).map_err(Status::unauthenticated)?;
+        let peer = peer_identity(leaf).map_err(|e| Status::unauthenticated(e.to_string()))?;
         let ours = self.ca.load();
         if peer.spiffe_id.trust_domain != ours.trust_domain() {
             return Err(Status::unauthenticated(format!(

@@ -8,7 +8,7 @@ use prost::Message;
 use smi_core::proto::v1;
 
 /// The most a chunk carries, well under the 4 MiB that workloads decode
-/// (`smi_client::control::MAX_MESSAGE_BYTES`).
+/// (`smi_core::proto::MAX_MESSAGE_BYTES`).
 pub const CHUNK_BYTES: usize = 1024 * 1024;
 
 /// Protobuf framing of one `ServiceEndpoints` entry beyond its names and endpoints, and of one

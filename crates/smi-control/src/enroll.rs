@@ -17,7 +17,9 @@ use rustls::pki_types::CertificateDer;
 use smi_core::token::{self, Claims, TokenError};
 use smi_core::{ServiceAccount, ServiceRef};
 
-use crate::ca::{first_enrolled, peer_identity};
+use smi_tls::peer_identity;
+
+use crate::ca::first_enrolled;
 
 /// What a credential entitles its holder to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -264,7 +266,7 @@ impl Authenticator for CertificateRenewal {
         let leaf = credential.peer_certificates?.first()?;
         Some(
             peer_identity(leaf)
-                .map_err(Refusal::BadCertificate)
+                .map_err(|e| Refusal::BadCertificate(e.to_string()))
                 .and_then(|peer| {
                     if peer.spiffe_id.trust_domain != self.trust_domain {
                         return Err(Refusal::ForeignTrustDomain {

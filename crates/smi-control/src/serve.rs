@@ -9,9 +9,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-use rustls::server::WebPkiClientVerifier;
 use smi_core::proto::v1::control_server::ControlServer;
 use smi_core::{DEFAULT_TRUST_DOMAIN, Options};
+use smi_tls::{Mtls, OwnCertificate};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -155,7 +155,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The largest message the control sends: views are chunked well under it
 /// ([`crate::chunk::CHUNK_BYTES`]), and workloads decode up to this.
-pub const MAX_RESPONSE_BYTES: usize = smi_client::control::MAX_MESSAGE_BYTES;
+pub const MAX_RESPONSE_BYTES: usize = smi_core::proto::MAX_MESSAGE_BYTES;
 
 /// How long shutdown waits for open connections to finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -327,7 +327,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let mut tasks = Vec::new();
-    let incoming = smi_server::tls::incoming(listener, tls.clone());
+    let incoming = smi_tls::accept::incoming(listener, tls.clone());
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -434,24 +434,11 @@ fn server_tls(
     let mut dns = vec!["localhost".to_owned(), "smi-control".to_owned()];
     dns.extend(names.iter().cloned());
     let (chain, key) = ca.issue_server(&dns, ips, 2 * SERVER_CERT_RENEWAL)?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for root in ca.bundle() {
-        roots
-            .add(root.clone())
-            .map_err(|e| ServeError::Tls(e.to_string()))?;
-    }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| ServeError::Tls(e.to_string()))?;
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ServeError::Tls(e.to_string()))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .map_err(|e| ServeError::Tls(e.to_string()))?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(config)
+    let own = OwnCertificate {
+        chain,
+        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+    };
+    Mtls::new(ca.bundle().iter().map(|c| c.as_ref()))
+        .and_then(|mtls| mtls.control_server(own))
+        .map_err(|e| ServeError::Tls(e.to_string()))
 }

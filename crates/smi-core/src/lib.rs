@@ -9,6 +9,7 @@ pub mod pem;
 pub mod policy;
 #[cfg(feature = "proto")]
 pub mod proto;
+pub mod san;
 pub mod token;
 
 pub use identity::{
@@ -17,3 +18,4 @@ pub use identity::{
 };
 pub use load::{Diagnostic, Format, Loaded, Loader, Severity, load_str};
 pub use policy::{Options, PathMatch, Snapshot};
+pub use san::{SanError, Sans, WorkloadNames};

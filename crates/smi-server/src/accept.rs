@@ -1,4 +1,4 @@
-//! Accepting meshed connections: TLS with a client certificate required (see [`crate::tls`]),
+//! Accepting meshed connections: TLS with a client certificate required (`smi_tls::accept`),
 //! the peer's SPIFFE ID read once per connection. [`MeshStream`] carries it; for tonic it is the
 //! connection info, so `Server::builder().serve_with_incoming(accept(listener, &mesh))` puts the
 //! [`Peer`] in every request's extensions too.
@@ -8,7 +8,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use smi_client::Mesh;
-use smi_client::tls::peer_spiffe_id;
+use smi_tls::accept::incoming_with;
+use smi_tls::peer_spiffe_id;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
@@ -17,7 +18,6 @@ use tokio_stream::{Stream, StreamExt};
 use crate::options::ServeOptions;
 use crate::peer::Peer;
 use crate::slots::{Slot, Slots};
-use crate::tls::incoming_with;
 
 /// An accepted mTLS connection and who is on the other end. It holds the peer's connection
 /// slot (see [`ServeOptions::max_connections_per_peer`]) until it is dropped.

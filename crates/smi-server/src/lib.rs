@@ -13,7 +13,9 @@
 //! - [`serve_tcp`]: meshed TCP, authorized by TCPRoute rules at accept and on every policy
 //!   change (a connection no longer allowed is closed).
 //! - [`serve_admin`]: a workload's optional admin endpoint (`/metrics`, `/status`).
-//! - [`tls`]: the TLS acceptor underneath, with a configuration swapped in place on renewal.
+//!
+//! The TLS acceptor underneath (handshakes off the accept loop, bounded, with a configuration
+//! swapped in place on renewal) is `smi_tls::accept`, shared with the control service.
 #![forbid(unsafe_code)]
 
 mod accept;
@@ -28,7 +30,6 @@ mod peer;
 mod serve;
 mod slots;
 mod tcp;
-pub mod tls;
 mod upgrade;
 
 pub use accept::{MeshStream, accept, accept_with};

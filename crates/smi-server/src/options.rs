@@ -24,7 +24,7 @@ use std::time::Duration;
 #[non_exhaustive]
 pub struct ServeOptions {
     /// How long a client may take from the TCP accept to a completed TLS handshake; one that
-    /// sends nothing is closed after it. Default 10 s ([`crate::tls::HANDSHAKE_TIMEOUT`]).
+    /// sends nothing is closed after it. Default 10 s ([`smi_tls::accept::HANDSHAKE_TIMEOUT`]).
     pub handshake_timeout: Duration,
     /// How long a client may take to send a request head. Before the first request it bounds
     /// the whole wait (HTTP/1 and HTTP/2: a client that completes TLS and sends nothing, or
@@ -59,7 +59,7 @@ pub struct ServeOptions {
 impl Default for ServeOptions {
     fn default() -> Self {
         Self {
-            handshake_timeout: crate::tls::HANDSHAKE_TIMEOUT,
+            handshake_timeout: smi_tls::accept::HANDSHAKE_TIMEOUT,
             header_read_timeout: Some(Duration::from_secs(10)),
             idle_timeout: Some(Duration::from_secs(300)),
             http2_keep_alive_interval: Some(Duration::from_secs(60)),

@@ -1,5 +1,5 @@
 //! The transport under the control API's gRPC channel: TCP, then TLS with our own rustls
-//! configuration ([`crate::tls::control_client_config`]), so that the control is verified by its
+//! configuration (`smi_tls::Mtls::control_client`), so that the control is verified by its
 //! SPIFFE ID rather than by the DNS name or IP that was dialled.
 
 use std::future::Future;

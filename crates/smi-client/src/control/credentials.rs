@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use rcgen::KeyPair;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::{ClientConfig, ServerConfig};
 use smi_core::SpiffeId;
+use smi_tls::{Mtls, OwnCertificate, TlsError};
 
 use super::ClientError;
 
@@ -126,6 +129,39 @@ impl Credentials {
     /// PKCS#8 DER of the private key, for TLS libraries in this process.
     pub fn key_der(&self) -> Vec<u8> {
         self.key.serialize_der()
+    }
+
+    /// The chain and key, as rustls takes them.
+    pub fn own_certificate(&self) -> OwnCertificate {
+        OwnCertificate {
+            chain: self
+                .chain
+                .iter()
+                .map(|c| CertificateDer::from(c.clone()))
+                .collect(),
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der())),
+        }
+    }
+
+    /// The TLS builder trusting this bundle.
+    pub fn mtls(&self) -> Result<Mtls, TlsError> {
+        Mtls::new(self.bundle.iter().map(Vec::as_slice))
+    }
+
+    /// TLS for inbound mesh connections: a client certificate of the bundle is required.
+    pub fn server_config(&self) -> Result<ServerConfig, TlsError> {
+        self.mtls()?.workload_server(self.own_certificate())
+    }
+
+    /// TLS for outbound mesh connections (the server's SPIFFE ID is checked by the caller).
+    pub fn client_config(&self) -> Result<ClientConfig, TlsError> {
+        self.mtls()?.workload_client(self.own_certificate())
+    }
+
+    /// TLS to the control service of our trust domain, presenting this certificate.
+    pub fn control_client_config(&self) -> Result<ClientConfig, TlsError> {
+        self.mtls()?
+            .control_client(Some(self.own_certificate()), &self.spiffe_id.trust_domain)
     }
 }
 

@@ -17,12 +17,8 @@ use smi_core::proto::v1::{self, control_client::ControlClient};
 use smi_core::token;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::tls::control_client_config;
 use connector::ControlConnector;
-
-/// The largest message a workload decodes from the control (and the control's encoding limit):
-/// views larger than this arrive in chunks (`PolicyUpdate.continued`), never as one message.
-pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+pub use smi_core::proto::MAX_MESSAGE_BYTES;
 
 /// A control API client on `channel`, with the message limit set deliberately.
 pub fn control_client(channel: Channel) -> ControlClient<Channel> {
@@ -115,7 +111,9 @@ impl ControlAddr {
 /// it, only the control's own identity).
 pub async fn enroll(addr: &ControlAddr, join_token: &str) -> Result<Credentials, ClientError> {
     let claims = token::parse(join_token)?.claims;
-    let tls = control_client_config(&claims.ca_der()?, &claims.trust_domain, None)
+    let ca = claims.ca_der()?;
+    let tls = smi_tls::Mtls::new(ca.iter().map(Vec::as_slice))
+        .and_then(|mtls| mtls.control_client(None, &claims.trust_domain))
         .map_err(|e| ClientError::Invalid(format!("the join token's CA: {e}")))?;
     let channel = addr.connect(tls).await?;
     certify(channel, join_token).await
@@ -132,12 +130,9 @@ pub async fn connect(
     addr: &ControlAddr,
     credentials: &Credentials,
 ) -> Result<Channel, ClientError> {
-    let tls = control_client_config(
-        credentials.bundle_der(),
-        &credentials.spiffe_id().trust_domain,
-        Some(credentials),
-    )
-    .map_err(|e| ClientError::Invalid(e.to_string()))?;
+    let tls = credentials
+        .control_client_config()
+        .map_err(|e| ClientError::Invalid(e.to_string()))?;
     addr.connect(tls).await
 }
 

@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 
 use crate::control::{ClientError, ControlAddr, Credentials, enroll};
 use crate::metrics::Metrics;
-use crate::tls::{TlsError, client_config, server_config};
+use smi_tls::TlsError;
 
 /// How a workload reaches the control service, and what it subscribes to.
 #[derive(Clone, Debug)]
@@ -171,8 +171,8 @@ impl Mesh {
         let (changes, _) = signal::channel(0);
         let (status_changes, _) = signal::channel(0);
         let inner = Arc::new(Inner {
-            client_tls: ArcSwap::from_pointee(client_config(&credentials)?),
-            server_tls: Arc::new(ArcSwap::from_pointee(server_config(&credentials)?)),
+            client_tls: ArcSwap::from_pointee(credentials.client_config()?),
+            server_tls: Arc::new(ArcSwap::from_pointee(credentials.server_config()?)),
             credentials: ArcSwap::from_pointee(credentials),
             policy: ArcSwap::from_pointee(PolicyState::empty(&identity.trust_domain)),
             identity_text: identity.to_string().into(),
@@ -304,8 +304,8 @@ impl Inner {
 
     /// Replaces the credentials and rebuilds both TLS configurations from them.
     fn set_credentials(&self, credentials: Credentials) -> Result<(), TlsError> {
-        let client = client_config(&credentials)?;
-        let server = server_config(&credentials)?;
+        let client = credentials.client_config()?;
+        let server = credentials.server_config()?;
         self.credentials.store(Arc::new(credentials));
         self.client_tls.store(Arc::new(client));
         self.server_tls.store(Arc::new(server));

@@ -20,7 +20,7 @@ use tokio_rustls::TlsConnector;
 
 use super::OutboundError;
 use super::body::OutboundBody;
-use crate::tls::peer_spiffe_id;
+use smi_tls::peer_spiffe_id;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const IDLE_HTTP1: usize = 16;
@@ -138,8 +138,11 @@ impl<B: OutboundBody> EndpointConns<B> {
             message: e.to_string(),
         })?;
         let (_, session) = stream.get_ref();
-        let presented = peer_spiffe_id(session.peer_certificates())
-            .map_err(|message| OutboundError::Tls { addr, message })?;
+        let presented =
+            peer_spiffe_id(session.peer_certificates()).map_err(|e| OutboundError::Tls {
+                addr,
+                message: e.to_string(),
+            })?;
         if presented != self.identity {
             return Err(OutboundError::IdentityMismatch {
                 addr,

@@ -12,7 +12,6 @@ pub mod lineage;
 mod store;
 
 pub use lineage::{FIRST_ENROLLED_OID, first_enrolled};
-pub use smi_client::identity::{PeerIdentity, peer_identity};
 pub use store::{CaStore, StoreError, load_provided};
 pub(crate) use store::{invalid, read_secret, unix_now, write_atomic};
 
@@ -23,7 +22,9 @@ use rcgen::{
     KeyUsagePurpose, SanType, SerialNumber,
 };
 use rustls::pki_types::CertificateDer;
-use smi_core::{DEFAULT_CLUSTER_DOMAIN, ServiceAccount, ServiceRef, SpiffeId, control_spiffe_id};
+use smi_core::{
+    DEFAULT_CLUSTER_DOMAIN, ServiceAccount, ServiceRef, SpiffeId, WorkloadNames, control_spiffe_id,
+};
 
 /// Why a certificate was not issued.
 #[derive(Debug, thiserror::Error)]
@@ -126,9 +127,15 @@ impl Authority {
                 });
             }
         }
-        let mut sans = vec![SanType::URI(granted.as_str().try_into()?)];
-        for service in serves {
-            sans.push(SanType::DnsName(self.service_dns_name(service).try_into()?));
+        // The naming convention that peers read back with (`smi_core::san`).
+        let names =
+            WorkloadNames::new(spiffe_id.clone(), serves.to_vec()).sans(&self.cluster_domain);
+        let mut sans = Vec::new();
+        for uri in names.uris {
+            sans.push(SanType::URI(uri.try_into()?));
+        }
+        for dns in names.dns_names {
+            sans.push(SanType::DnsName(dns.try_into()?));
         }
         let mut params = leaf_params(sans, ttl, &identity.to_string());
         params.extended_key_usages = vec![

@@ -5,6 +5,7 @@ use rcgen::{CertificateParams, KeyPair, SanType};
 use smi_core::{ServiceAccount, ServiceRef};
 
 use super::*;
+use smi_tls::peer_identity;
 
 fn csr(sans: Vec<SanType>) -> (KeyPair, Vec<u8>) {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();

@@ -14,4 +14,8 @@ pub mod v1 {
 
 mod convert;
 
+/// The largest message either side of the control API decodes or encodes: views larger than
+/// this go in chunks (`PolicyUpdate.continued`), never as one message.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
 pub use convert::WireError;

@@ -1,4 +1,5 @@
-//! TLS accept for tokio listeners, with a hot-swappable `rustls::ServerConfig`.
+//! TLS accept for tokio listeners, with a hot-swappable `rustls::ServerConfig` (workload servers
+//! and the control API alike).
 //!
 //! Handshakes run in their own tasks (bounded by a timeout), so a slow or hostile client never
 //! holds up the accept loop; failed handshakes are logged at debug and dropped.
@@ -19,7 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 pub type SharedServerConfig = Arc<ArcSwap<ServerConfig>>;
 
 /// How long a client may take to complete the TLS handshake (the default of
-/// [`crate::ServeOptions::handshake_timeout`]).
+/// `smi_server::ServeOptions::handshake_timeout`).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// At most this many handshakes run at once per listener; a connection accepted beyond it is

@@ -1,0 +1,63 @@
+//! What a verified peer certificate says: its SPIFFE ID, the services it may serve, its expiry.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustls::pki_types::CertificateDer;
+use smi_core::{DEFAULT_CLUSTER_DOMAIN, SanError, ServiceRef, SpiffeId, WorkloadNames};
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// Identity facts from a certificate whose chain TLS has already verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerIdentity {
+    pub spiffe_id: SpiffeId,
+    /// Services from DNS SANs of the form `name.ns.svc.<cluster-domain>`.
+    pub serves: Vec<ServiceRef>,
+    pub not_after: SystemTime,
+}
+
+/// Why a peer certificate names no usable identity.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PeerIdentityError {
+    #[error("the peer presented no certificate")]
+    NoCertificate,
+    #[error("unparseable certificate: {0}")]
+    Unparseable(String),
+    #[error(transparent)]
+    Names(#[from] SanError),
+}
+
+/// Reads the leaf's SPIFFE URI SAN (exactly one is required) and service DNS SANs, by the
+/// convention the CA issues with ([`WorkloadNames`]).
+pub fn peer_identity(leaf: &CertificateDer<'_>) -> Result<PeerIdentity, PeerIdentityError> {
+    let (_, cert) = X509Certificate::from_der(leaf)
+        .map_err(|e| PeerIdentityError::Unparseable(e.to_string()))?;
+    let mut uris = Vec::new();
+    let mut dns_names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::URI(uri) => uris.push(*uri),
+                GeneralName::DNSName(dns) => dns_names.push(*dns),
+                _ => {}
+            }
+        }
+    }
+    let names = WorkloadNames::from_sans(uris, dns_names, DEFAULT_CLUSTER_DOMAIN)?;
+    let secs = u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0);
+    Ok(PeerIdentity {
+        spiffe_id: names.spiffe_id,
+        serves: names.serves,
+        not_after: UNIX_EPOCH + Duration::from_secs(secs),
+    })
+}
+
+/// The SPIFFE ID of a verified peer's leaf certificate (rustls' `peer_certificates()`).
+pub fn peer_spiffe_id(
+    certificates: Option<&[CertificateDer<'_>]>,
+) -> Result<SpiffeId, PeerIdentityError> {
+    let leaf = certificates
+        .and_then(|c| c.first())
+        .ok_or(PeerIdentityError::NoCertificate)?;
+    Ok(peer_identity(leaf)?.spiffe_id)
+}
