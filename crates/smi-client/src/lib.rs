@@ -13,9 +13,13 @@
 #![forbid(unsafe_code)]
 
 pub mod control;
+pub mod handles;
 pub mod mesh;
 pub mod metrics;
 pub mod outbound;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 
+pub use handles::{Handles, PolicyHandle, StatusHandle, TlsHandle};
 pub use mesh::{Mesh, MeshConfig, MeshError, MeshStatus};
-pub use outbound::{MeshClient, MeshLayer, OutboundError};
+pub use outbound::{DEFAULT_ENDPOINT_WAIT, MeshClient, MeshLayer, OutboundError};

@@ -4,16 +4,19 @@
 //! [`Peer`] in every request's extensions too.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
-use smi_client::Mesh;
+use smi_client::Handles;
 use smi_tls::accept::incoming_with;
 use smi_tls::peer_spiffe_id;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
-use tokio_stream::{Stream, StreamExt};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
 
 use crate::options::ServeOptions;
 use crate::peer::Peer;
@@ -40,11 +43,8 @@ impl MeshStream {
 }
 
 /// The meshed connections of `listener`, with the default [`ServeOptions`].
-pub fn accept(
-    listener: TcpListener,
-    mesh: &Mesh,
-) -> impl Stream<Item = io::Result<MeshStream>> + use<> {
-    accept_with(listener, mesh, &ServeOptions::default())
+pub fn accept(listener: TcpListener, handles: impl Into<Handles>) -> MeshIncoming {
+    accept_with(listener, handles, &ServeOptions::default())
 }
 
 /// The meshed connections of `listener`. A client that does not complete its handshake within
@@ -53,18 +53,32 @@ pub fn accept(
 /// limit (logged at info, rate-limited). The stream ends when the listener fails.
 pub fn accept_with(
     listener: TcpListener,
-    mesh: &Mesh,
+    handles: impl Into<Handles>,
     options: &ServeOptions,
-) -> impl Stream<Item = io::Result<MeshStream>> + use<> {
-    let local = listener.local_addr();
-    let slots = Slots::new(options.max_connections_per_peer, options.max_connections);
-    let connections = incoming_with(listener, mesh.server_tls(), options.handshake_timeout);
-    connections.filter_map(move |connection| {
-        let tls = match connection {
-            Ok(tls) => tls,
-            Err(e) => return Some(Err(e)),
-        };
-        let local = match &local {
+) -> MeshIncoming {
+    MeshIncoming {
+        local: listener.local_addr(),
+        slots: Slots::new(options.max_connections_per_peer, options.max_connections),
+        handshakes: incoming_with(
+            listener,
+            handles.into().tls.server(),
+            options.handshake_timeout,
+        ),
+    }
+}
+
+/// The stream [`accept`] returns: completed handshakes, each with its [`Peer`].
+#[derive(Debug)]
+pub struct MeshIncoming {
+    handshakes: ReceiverStream<io::Result<TlsStream<TcpStream>>>,
+    slots: Arc<Slots>,
+    local: io::Result<SocketAddr>,
+}
+
+impl MeshIncoming {
+    /// The connection of a completed handshake, or `None` when it must be closed.
+    fn admit(&self, tls: TlsStream<TcpStream>) -> Option<io::Result<MeshStream>> {
+        let local = match &self.local {
             Ok(local) => *local,
             Err(e) => return Some(Err(io::Error::new(e.kind(), e.to_string()))),
         };
@@ -78,13 +92,31 @@ pub fn accept_with(
             }
         };
         // Over the limit: dropping `tls` closes the connection.
-        let slot = slots.take(&identity)?;
+        let slot = self.slots.take(&identity)?;
         Some(Ok(MeshStream {
             inner: tls,
             peer: Peer::new(identity, addr, local),
             _slot: slot,
         }))
-    })
+    }
+}
+
+impl Stream for MeshIncoming {
+    type Item = io::Result<MeshStream>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            let admitted = match ready!(Pin::new(&mut this.handshakes).poll_next(cx)) {
+                None => return Poll::Ready(None),
+                Some(Err(e)) => Some(Err(e)),
+                Some(Ok(tls)) => this.admit(tls),
+            };
+            if let Some(admitted) = admitted {
+                return Poll::Ready(Some(admitted));
+            }
+        }
+    }
 }
 
 impl AsyncRead for MeshStream {

@@ -13,17 +13,19 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use smi_client::Mesh;
+use smi_client::Handles;
 use tokio::net::TcpListener;
 
-/// Serves the admin endpoint until the listener fails.
-pub async fn serve_admin(listener: TcpListener, mesh: Mesh) -> io::Result<()> {
+/// Serves the admin endpoint until the listener fails, on a mesh's handles (pass `mesh.clone()`
+/// or `&mesh`).
+pub async fn serve_admin(listener: TcpListener, handles: impl Into<Handles>) -> io::Result<()> {
+    let handles = handles.into();
     loop {
         let (tcp, _) = listener.accept().await?;
-        let mesh = mesh.clone();
+        let handles = handles.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
-                let response = answer(&mesh, &request);
+                let response = answer(&handles, &request);
                 async move { Ok::<_, Infallible>(response) }
             });
             let _ = auto::Builder::new(TokioExecutor::new())
@@ -33,15 +35,15 @@ pub async fn serve_admin(listener: TcpListener, mesh: Mesh) -> io::Result<()> {
     }
 }
 
-fn answer(mesh: &Mesh, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn answer(handles: &Handles, request: &Request<Incoming>) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match request.uri().path() {
         "/metrics" => (
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            mesh.metrics().prometheus(),
+            handles.metrics.prometheus(),
         ),
         "/status" => {
-            let s = mesh.status();
+            let s = handles.status.get();
             let expires = s
                 .certificate_expires
                 .duration_since(UNIX_EPOCH)
@@ -51,7 +53,7 @@ fn answer(mesh: &Mesh, request: &Request<Incoming>) -> Response<Full<Bytes>> {
                 "text/plain; charset=utf-8",
                 format!(
                     "identity: {}\nready: {}\npolicy_version: {}\ncertificate_expires_unix: {expires}\nconnected: {}\n",
-                    mesh.identity(),
+                    handles.policy.identity(),
                     s.ready,
                     s.policy_version,
                     s.connected

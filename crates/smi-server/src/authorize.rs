@@ -8,13 +8,14 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{Either, Full};
-use smi_client::Mesh;
-use smi_client::metrics::{Direction, Observation, StringValue};
+use smi_client::metrics::{
+    Direction, EdgeLabels, Labelled, Record, RecordFuture, RecordLayer, StringValue,
+};
+use smi_client::{Handles, PolicyHandle};
 use smi_core::policy::{self, HttpRequest};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -22,19 +23,26 @@ use tower_service::Service;
 use crate::canonical::{Invalid, authority, canonicalize};
 use crate::peer::Peer;
 
-/// Enforces SMI policy in front of a service served with [`crate::serve`].
+/// Enforces SMI policy in front of a service served with [`crate::serve`], and records each
+/// request in the mesh's metrics (inbound edges, through the same metrics layer as outbound).
 ///
 /// Wrap the whole application with it (`tower::Layer::layer(&authorize, router)`), never an
 /// axum `Router::layer` or a route: those run after the router chose a route from the raw path,
 /// and the request must be routed by the normalized path that was authorized.
 #[derive(Clone, Debug)]
 pub struct AuthorizeLayer {
-    mesh: Mesh,
+    policy: PolicyHandle,
+    record: RecordLayer,
 }
 
 impl AuthorizeLayer {
-    pub fn new(mesh: Mesh) -> Self {
-        Self { mesh }
+    /// On a mesh's handles (pass `mesh.clone()`, `&mesh` or handles made for a test).
+    pub fn new(handles: impl Into<Handles>) -> Self {
+        let handles = handles.into();
+        Self {
+            record: RecordLayer::new(handles.metrics.clone(), Direction::Inbound),
+            policy: handles.policy,
+        }
     }
 }
 
@@ -42,36 +50,63 @@ impl<S> Layer<S> for AuthorizeLayer {
     type Service = Authorize<S>;
 
     fn layer(&self, inner: S) -> Authorize<S> {
-        Authorize {
+        Authorize(self.record.layer(Decide {
             inner,
-            mesh: self.mesh.clone(),
-        }
+            policy: self.policy.clone(),
+        }))
     }
 }
 
+/// The service [`AuthorizeLayer`] makes: metrics around the decision around the application.
 #[derive(Clone, Debug)]
-pub struct Authorize<S> {
-    inner: S,
-    mesh: Mesh,
-}
+pub struct Authorize<S>(Record<Decide<S>>);
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for Authorize<S>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
 {
-    type Response = Response<Either<ResB, Full<Bytes>>>;
+    type Response = Answer<ResB>;
     type Error = S::Error;
     type Future = AuthorizeFuture<S::Future, ResB>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqB>) -> Self::Future {
+        AuthorizeFuture {
+            inner: self.0.call(request),
+        }
+    }
+}
+
+/// The decision: canonicalize, authorize, then the application or the refusal; every answer
+/// labelled with its edge.
+#[derive(Clone, Debug)]
+pub struct Decide<S> {
+    inner: S,
+    policy: PolicyHandle,
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for Decide<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+{
+    type Response = Labelled<Answer<ResB>>;
+    type Error = Labelled<S::Error>;
+    type Future = DecideFuture<S::Future, ResB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(|value| Labelled {
+            value,
+            labels: self.labels("unauthenticated".into(), "error".into()),
+        })
     }
 
     fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
-        let started = Instant::now();
-        let source: StringValue = peer_of(&request)
+        let source = peer_of(&request)
             .map_or_else(|| "unauthenticated".into(), |p| p.identity_text().into());
-        let state = self.mesh.policy();
+        let state = self.policy.load();
         // Decide on the canonical request, and pass on that same request: the application must
         // see the path and headers that were authorized, not another spelling of them.
         let decision = canonicalize(&mut request, state.snapshot.matched_headers())
@@ -81,28 +116,16 @@ where
                     .map_err(Refusal::Denied)
             });
         match decision {
-            Ok(route) => AuthorizeFuture::Allowed {
+            Ok(route) => DecideFuture::Allowed {
                 inner: self.inner.call(request),
-                pending: Some(Pending {
-                    mesh: self.mesh.clone(),
-                    source,
-                    route,
-                    started,
+                labels: Some(self.labels(source, route)),
+            },
+            Err(refusal) => DecideFuture::Denied {
+                answer: Some(Labelled {
+                    value: refused(&request, refusal),
+                    labels: self.labels(source, refusal.route_label().into()),
                 }),
             },
-            Err(refusal) => {
-                let response = refused(&request, refusal);
-                Pending {
-                    mesh: self.mesh.clone(),
-                    source,
-                    route: refusal.route_label().into(),
-                    started,
-                }
-                .record(response.status().as_u16());
-                AuthorizeFuture::Denied {
-                    response: Some(response),
-                }
-            }
         }
     }
 }
@@ -125,29 +148,15 @@ impl Refusal {
     }
 }
 
-/// What an allowed request's metrics need once its response head is ready.
-#[derive(Debug)]
-pub struct Pending {
-    mesh: Mesh,
-    source: StringValue,
-    route: StringValue,
-    started: Instant,
-}
-
-impl Pending {
-    fn record(self, status: u16) {
-        self.mesh.metrics().record(Observation {
-            direction: Direction::Inbound,
-            source: self.source,
-            destination: self.mesh.identity_text().into(),
-            route: self.route,
-            status,
-            duration: self.started.elapsed(),
-        });
+impl<S> Decide<S> {
+    fn labels(&self, source: StringValue, route: StringValue) -> EdgeLabels {
+        EdgeLabels {
+            source,
+            destination: self.policy.identity_text().clone().into(),
+            route,
+        }
     }
-}
 
-impl<S> Authorize<S> {
     /// `Ok` carries what allowed it (the metrics' route label), `Err` the reason's short code.
     fn decide<B>(
         &self,
@@ -164,7 +173,7 @@ impl<S> Authorize<S> {
         );
         http.authority = authority(request);
         let decision = policy::Request::http(Some(peer.local.port()), http);
-        match snapshot.authorize(self.mesh.identity(), Some(&peer.identity), &decision) {
+        match snapshot.authorize(self.policy.identity(), Some(&peer.identity), &decision) {
             Ok(permit) => Ok(permit.label().into()),
             Err(denied) => {
                 tracing::debug!(peer = %peer.identity, path = request.uri().path(), reason = %denied, "request denied");
@@ -228,14 +237,14 @@ fn refused<B, ResB>(request: &Request<B>, refusal: Refusal) -> Answer<ResB> {
     response
 }
 
-type Answer<ResB> = Response<Either<ResB, Full<Bytes>>>;
+/// What an authorized service answers: the application's response, or the mesh's refusal.
+pub type Answer<ResB> = Response<Either<ResB, Full<Bytes>>>;
 
 pin_project_lite::pin_project! {
-    /// The inner service's response, or the refusal.
-    #[project = AuthorizeProj]
-    pub enum AuthorizeFuture<F, ResB> {
-        Allowed { #[pin] inner: F, pending: Option<Pending> },
-        Denied { response: Option<Answer<ResB>> },
+    /// The future of [`Authorize`]: the answer, recorded.
+    pub struct AuthorizeFuture<F, ResB> {
+        #[pin]
+        inner: RecordFuture<DecideFuture<F, ResB>>,
     }
 }
 
@@ -246,16 +255,44 @@ where
     type Output = Result<Answer<ResB>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The application's response, or the refusal, labelled.
+    #[project = DecideProj]
+    pub enum DecideFuture<F, ResB> {
+        Allowed { #[pin] inner: F, labels: Option<EdgeLabels> },
+        Denied { answer: Option<Labelled<Answer<ResB>>> },
+    }
+}
+
+impl<F, ResB, E> Future for DecideFuture<F, ResB>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+{
+    type Output = Result<Labelled<Answer<ResB>>, Labelled<E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            AuthorizeProj::Allowed { inner, pending } => {
+            DecideProj::Allowed { inner, labels } => {
                 let result = std::task::ready!(inner.poll(cx));
-                if let (Ok(response), Some(pending)) = (&result, pending.take()) {
-                    pending.record(response.status().as_u16());
-                }
-                Poll::Ready(result.map(|response| response.map(Either::Left)))
+                let labels = labels.take().unwrap_or_else(|| EdgeLabels {
+                    source: "unknown".into(),
+                    destination: "unknown".into(),
+                    route: "unknown".into(),
+                });
+                Poll::Ready(match result {
+                    Ok(response) => Ok(Labelled {
+                        value: response.map(Either::Left),
+                        labels,
+                    }),
+                    Err(value) => Err(Labelled { value, labels }),
+                })
             }
-            AuthorizeProj::Denied { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
+            DecideProj::Denied { answer } => match answer.take() {
+                Some(answer) => Poll::Ready(Ok(answer)),
                 None => Poll::Pending,
             },
         }

@@ -7,7 +7,7 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::Duration;
 
-use smi_client::Mesh;
+use smi_client::PolicyHandle;
 use tokio::sync::watch;
 
 use crate::in_flight::Activity;
@@ -21,7 +21,7 @@ const REVOKED_GRACE: Duration = Duration::from_millis(300);
 
 /// What a connection task needs besides the connection.
 pub(crate) struct Context {
-    pub(crate) mesh: Mesh,
+    pub(crate) policy: PolicyHandle,
     pub(crate) peer: Peer,
     pub(crate) activity: Arc<Activity>,
     pub(crate) header_read_timeout: Option<Duration>,
@@ -37,7 +37,7 @@ where
     C: Future<Output = Result<(), BoxError>>,
 {
     let socket = cx.upgrades.take();
-    let mut access = Access::new(cx.mesh.clone(), cx.peer.clone());
+    let mut access = Access::new(cx.policy.clone(), cx.peer.clone());
     let ended = http(connection, graceful_shutdown, &mut access, &cx).await;
     // The HTTP connection has been dropped. Without an upgrade its IO went with it; with one,
     // the application holds the IO now.
@@ -120,7 +120,7 @@ where
 /// its streams) is closed. A peer that never had one keeps its connection: its requests get
 /// 403s, not resets.
 struct Access {
-    mesh: Mesh,
+    policy: PolicyHandle,
     peer: Peer,
     admitted: bool,
     changes: watch::Receiver<u64>,
@@ -134,10 +134,10 @@ enum Lost {
 }
 
 impl Access {
-    fn new(mesh: Mesh, peer: Peer) -> Self {
-        let changes = mesh.changed();
+    fn new(policy: PolicyHandle, peer: Peer) -> Self {
+        let changes = policy.changed();
         let mut access = Self {
-            mesh,
+            policy,
             peer,
             admitted: false,
             changes,
@@ -147,10 +147,10 @@ impl Access {
     }
 
     fn admits(&self) -> bool {
-        self.mesh
-            .policy()
+        self.policy
+            .load()
             .snapshot
-            .admits_any(self.mesh.identity(), &self.peer.identity)
+            .admits_any(self.policy.identity(), &self.peer.identity)
     }
 
     /// Resolves when a policy change takes the peer's access away. Cancel safe.

@@ -32,7 +32,7 @@ mod slots;
 mod tcp;
 mod upgrade;
 
-pub use accept::{MeshStream, accept, accept_with};
+pub use accept::{MeshIncoming, MeshStream, accept, accept_with};
 pub use admin::serve_admin;
 pub use authorize::{Authorize, AuthorizeFuture, AuthorizeLayer};
 pub use listener::MeshListener;

@@ -8,22 +8,19 @@
 //! Handlers take `ConnectInfo<Peer>`; `AuthorizeLayer` reads it as well.
 
 use std::io;
-use std::pin::Pin;
 
 use axum::extract::connect_info::Connected;
 use axum::serve::IncomingStream;
-use smi_client::Mesh;
+use smi_client::Handles;
 use tokio::net::TcpListener;
-use tokio_stream::{Stream, StreamExt};
+use tokio_stream::StreamExt;
 
-use crate::accept::{MeshStream, accept_with};
+use crate::accept::{MeshIncoming, MeshStream, accept_with};
 use crate::options::ServeOptions;
 use crate::peer::Peer;
 
-type Connections = Pin<Box<dyn Stream<Item = io::Result<MeshStream>> + Send>>;
-
 pub struct MeshListener {
-    connections: Connections,
+    connections: MeshIncoming,
     /// Our own end, as a `Peer` (axum's listener address type is the peer type).
     local: Peer,
 }
@@ -38,8 +35,8 @@ impl std::fmt::Debug for MeshListener {
 
 impl MeshListener {
     /// The listener with the default [`ServeOptions`].
-    pub fn new(listener: TcpListener, mesh: &Mesh) -> io::Result<Self> {
-        Self::with_options(listener, mesh, &ServeOptions::default())
+    pub fn new(listener: TcpListener, handles: impl Into<Handles>) -> io::Result<Self> {
+        Self::with_options(listener, handles, &ServeOptions::default())
     }
 
     /// The listener with `options`' handshake timeout and connection limits. axum serves the
@@ -48,13 +45,14 @@ impl MeshListener {
     /// peer's connections on revocation; use [`crate::serve_with`] for those.
     pub fn with_options(
         listener: TcpListener,
-        mesh: &Mesh,
+        handles: impl Into<Handles>,
         options: &ServeOptions,
     ) -> io::Result<Self> {
+        let handles = handles.into();
         let local = listener.local_addr()?;
         Ok(Self {
-            connections: Box::pin(accept_with(listener, mesh, options)),
-            local: Peer::new(mesh.identity().clone(), local, local),
+            local: Peer::new(handles.policy.identity().clone(), local, local),
+            connections: accept_with(listener, handles, options),
         })
     }
 }

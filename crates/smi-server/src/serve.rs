@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use smi_client::Mesh;
+use smi_client::Handles;
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tower_service::Service;
@@ -29,9 +29,13 @@ use crate::upgrade;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Serves `service` with the default [`ServeOptions`] until the listener fails. Wrap the
-/// service in [`crate::AuthorizeLayer`] to enforce SMI policy.
-pub async fn serve<S, B>(listener: TcpListener, mesh: &Mesh, service: S) -> io::Result<()>
+/// Serves `service` with the default [`ServeOptions`] until the listener fails, on a mesh's
+/// handles (pass `&mesh`). Wrap the service in [`crate::AuthorizeLayer`] to enforce SMI policy.
+pub async fn serve<S, B>(
+    listener: TcpListener,
+    handles: impl Into<Handles>,
+    service: S,
+) -> io::Result<()>
 where
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
         + Clone
@@ -42,13 +46,13 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    serve_with(listener, mesh, service, &ServeOptions::default()).await
+    serve_with(listener, handles, service, &ServeOptions::default()).await
 }
 
 /// Serves `service` until the listener fails, with `options`' timeouts and limits.
 pub async fn serve_with<S, B>(
     listener: TcpListener,
-    mesh: &Mesh,
+    handles: impl Into<Handles>,
     service: S,
     options: &ServeOptions,
 ) -> io::Result<()>
@@ -62,8 +66,9 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    let handles = handles.into();
     let builder = Arc::new(builder(options));
-    let mut connections = std::pin::pin!(accept_with(listener, mesh, options));
+    let mut connections = std::pin::pin!(accept_with(listener, &handles, options));
     while let Some(connection) = connections.next().await {
         let stream = connection?;
         let peer = stream.peer().clone();
@@ -75,7 +80,7 @@ where
             upgrades: options.upgrades,
         });
         let mut cx = Context {
-            mesh: mesh.clone(),
+            policy: handles.policy.clone(),
             peer,
             activity,
             header_read_timeout: options.header_read_timeout,

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::io;
 
-use smi_client::Mesh;
+use smi_client::{Handles, PolicyHandle};
 use smi_core::policy::Request;
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
@@ -16,19 +16,23 @@ use crate::peer::Peer;
 
 /// Serves TCP connections with `handler` (one task each) until the listener fails, with the
 /// default [`ServeOptions`].
-pub async fn serve_tcp<F, Fut>(listener: TcpListener, mesh: &Mesh, handler: F) -> io::Result<()>
+pub async fn serve_tcp<F, Fut>(
+    listener: TcpListener,
+    handles: impl Into<Handles>,
+    handler: F,
+) -> io::Result<()>
 where
     F: Fn(MeshStream, Peer) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    serve_tcp_with(listener, mesh, &ServeOptions::default(), handler).await
+    serve_tcp_with(listener, handles, &ServeOptions::default(), handler).await
 }
 
 /// [`serve_tcp`] with `options`' handshake timeout and connection limits (the HTTP timeouts
 /// do not apply: the bytes are the handler's).
 pub async fn serve_tcp_with<F, Fut>(
     listener: TcpListener,
-    mesh: &Mesh,
+    handles: impl Into<Handles>,
     options: &ServeOptions,
     handler: F,
 ) -> io::Result<()>
@@ -36,25 +40,27 @@ where
     F: Fn(MeshStream, Peer) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let mut connections = std::pin::pin!(accept_with(listener, mesh, options));
+    let handles = handles.into();
+    let policy = handles.policy.clone();
+    let mut connections = std::pin::pin!(accept_with(listener, handles, options));
     while let Some(connection) = connections.next().await {
         let stream = connection?;
         let peer = stream.peer().clone();
         let local = peer.local;
-        if !allowed(mesh, &peer) {
+        if !allowed(&policy, &peer) {
             tracing::debug!(peer = %peer.identity, port = local.port(), "TCP connection denied");
             continue;
         }
-        let (mesh, handler) = (mesh.clone(), handler.clone());
+        let (policy, handler) = (policy.clone(), handler.clone());
         tokio::spawn(async move {
-            let mut changes = mesh.changed();
+            let mut changes = policy.changed();
             let serving = handler(stream, peer.clone());
             tokio::pin!(serving);
             loop {
                 tokio::select! {
                     () = &mut serving => return,
                     changed = changes.changed() => {
-                        if changed.is_err() || !allowed(&mesh, &peer) {
+                        if changed.is_err() || !allowed(&policy, &peer) {
                             tracing::info!(peer = %peer.identity, port = local.port(), "TCP connection no longer allowed; closing");
                             return;
                         }
@@ -66,11 +72,12 @@ where
     Ok(())
 }
 
-fn allowed(mesh: &Mesh, peer: &Peer) -> bool {
-    mesh.policy()
+fn allowed(policy: &PolicyHandle, peer: &Peer) -> bool {
+    policy
+        .load()
         .snapshot
         .authorize(
-            mesh.identity(),
+            policy.identity(),
             Some(&peer.identity),
             &Request::tcp(Some(peer.local.port())),
         )

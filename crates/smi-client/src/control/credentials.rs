@@ -39,7 +39,7 @@ impl fmt::Debug for Credentials {
 }
 
 impl Credentials {
-    pub(super) fn new(
+    pub(crate) fn new(
         key: KeyPair,
         chain: Vec<Vec<u8>>,
         bundle: Vec<Vec<u8>>,

@@ -23,12 +23,13 @@ use std::time::{Duration, SystemTime};
 use arc_swap::{ArcSwap, Guard};
 use rustls::{ClientConfig, ServerConfig};
 use smi_core::SpiffeId;
+use smi_tls::TlsError;
 use tokio::sync::watch as signal;
 use tokio::task::JoinHandle;
 
 use crate::control::{ClientError, ControlAddr, Credentials, enroll};
+use crate::handles::{Handles, PolicyHandle, StatusHandle, TlsHandle};
 use crate::metrics::Metrics;
-use smi_tls::TlsError;
 
 /// How a workload reaches the control service, and what it subscribes to.
 #[derive(Clone, Debug)]
@@ -130,19 +131,15 @@ pub struct Mesh {
 #[derive(Debug)]
 struct Inner {
     config: MeshConfig,
-    identity: SpiffeId,
     credentials: ArcSwap<Credentials>,
-    client_tls: ArcSwap<ClientConfig>,
-    server_tls: Arc<ArcSwap<ServerConfig>>,
-    policy: ArcSwap<PolicyState>,
-    changes: signal::Sender<u64>,
+    /// What the data-plane layers read: [`Mesh::handles`] hands out clones.
+    policy: PolicyHandle,
+    tls: TlsHandle,
+    metrics: Metrics,
     /// Counts status changes: a certificate replaced, the Watch stream opened or lost.
     status_changes: signal::Sender<u64>,
     connected: AtomicBool,
     watch_health: std::sync::Mutex<WatchHealth>,
-    metrics: Metrics,
-    /// `identity` as text, made once (it labels every metric).
-    identity_text: Arc<str>,
 }
 
 /// How the Watch stream fares: failures in a row, and the last one's reason.
@@ -168,17 +165,12 @@ impl Mesh {
     pub async fn start(config: MeshConfig) -> Result<Mesh, MeshError> {
         let credentials = enroll(&config.control, &config.token).await?;
         let identity = credentials.spiffe_id().clone();
-        let (changes, _) = signal::channel(0);
         let (status_changes, _) = signal::channel(0);
         let inner = Arc::new(Inner {
-            client_tls: ArcSwap::from_pointee(credentials.client_config()?),
-            server_tls: Arc::new(ArcSwap::from_pointee(credentials.server_config()?)),
+            tls: TlsHandle::new(credentials.client_config()?, credentials.server_config()?),
             credentials: ArcSwap::from_pointee(credentials),
-            policy: ArcSwap::from_pointee(PolicyState::empty(&identity.trust_domain)),
-            identity_text: identity.to_string().into(),
-            identity,
+            policy: PolicyHandle::new(identity.clone(), PolicyState::empty(&identity.trust_domain)),
             config,
-            changes,
             status_changes,
             connected: AtomicBool::new(false),
             watch_health: std::sync::Mutex::default(),
@@ -200,14 +192,32 @@ impl Mesh {
         Ok(mesh)
     }
 
+    /// What the inbound and outbound layers need (policy, TLS, metrics), as small handles.
+    /// They keep the mesh's background work running while they live, as a clone would.
+    pub fn handles(&self) -> Handles {
+        let inner = self.inner.clone();
+        Handles::new(
+            self.inner.policy.clone(),
+            self.inner.tls.clone(),
+            self.inner.metrics.clone(),
+            StatusHandle::new(move || inner.status()),
+        )
+        .owned_by(self._tasks.clone())
+    }
+
+    /// The current policy, our identity and the change signal.
+    pub fn policy_handle(&self) -> &PolicyHandle {
+        &self.inner.policy
+    }
+
     /// This workload's SPIFFE ID.
     pub fn identity(&self) -> &SpiffeId {
-        &self.inner.identity
+        self.inner.policy.identity()
     }
 
     /// This workload's SPIFFE ID as text, shared (it labels every metric).
     pub fn identity_text(&self) -> Arc<str> {
-        self.inner.identity_text.clone()
+        self.inner.policy.identity_text().clone()
     }
 
     /// Request metrics of this process (both directions); `metrics().prometheus()` renders them.
@@ -227,7 +237,7 @@ impl Mesh {
 
     /// The policy version, changing with each applied update.
     pub fn changed(&self) -> signal::Receiver<u64> {
-        self.inner.changes.subscribe()
+        self.inner.policy.changed()
     }
 
     /// The current credentials (certificate chain, bundle; the key stays in this process).
@@ -237,12 +247,12 @@ impl Mesh {
 
     /// TLS for outbound connections, current at the time of the call.
     pub fn client_tls(&self) -> Arc<ClientConfig> {
-        self.inner.client_tls.load_full()
+        self.inner.tls.client()
     }
 
     /// TLS for inbound connections; swapped in place when the certificate or bundle changes.
     pub fn server_tls(&self) -> Arc<ArcSwap<ServerConfig>> {
-        self.inner.server_tls.clone()
+        self.inner.tls.server()
     }
 
     /// Bumped whenever [`Mesh::status`] may have changed: the certificate was replaced (renewal,
@@ -252,16 +262,7 @@ impl Mesh {
     }
 
     pub fn status(&self) -> MeshStatus {
-        let policy = self.inner.policy.load();
-        let health = self.inner.watch_health().clone();
-        MeshStatus {
-            ready: policy.version > 0,
-            policy_version: policy.version,
-            certificate_expires: self.inner.credentials.load().not_after(),
-            connected: self.inner.connected.load(Ordering::Relaxed),
-            watch_failures: health.failures,
-            last_watch_error: health.last_error,
-        }
+        self.inner.status()
     }
 
     /// Registers `addr` as an endpoint of `service` (`ns/name`) for as long as the returned
@@ -271,7 +272,32 @@ impl Mesh {
     }
 }
 
+impl From<&Mesh> for Handles {
+    fn from(mesh: &Mesh) -> Handles {
+        mesh.handles()
+    }
+}
+
+impl From<Mesh> for Handles {
+    fn from(mesh: Mesh) -> Handles {
+        mesh.handles()
+    }
+}
+
 impl Inner {
+    fn status(&self) -> MeshStatus {
+        let policy = self.policy.load();
+        let health = self.watch_health().clone();
+        MeshStatus {
+            ready: policy.version > 0,
+            policy_version: policy.version,
+            certificate_expires: self.credentials.load().not_after(),
+            connected: self.connected.load(Ordering::Relaxed),
+            watch_failures: health.failures,
+            last_watch_error: health.last_error,
+        }
+    }
+
     /// Records whether the Watch stream is open.
     fn watch_health(&self) -> std::sync::MutexGuard<'_, WatchHealth> {
         self.watch_health.lock().unwrap_or_else(|e| e.into_inner())
@@ -307,8 +333,7 @@ impl Inner {
         let client = credentials.client_config()?;
         let server = credentials.server_config()?;
         self.credentials.store(Arc::new(credentials));
-        self.client_tls.store(Arc::new(client));
-        self.server_tls.store(Arc::new(server));
+        self.tls.store(client, server);
         self.status_changes.send_modify(|n| *n += 1);
         Ok(())
     }

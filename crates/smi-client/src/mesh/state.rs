@@ -33,7 +33,7 @@ pub struct PolicyState {
     pub version: u64,
     pub snapshot: Snapshot,
     /// namespace -> service -> endpoints (nested, so lookups by `&str` allocate nothing).
-    endpoints: HashMap<String, HashMap<String, ServiceEndpoints>>,
+    pub(crate) endpoints: HashMap<String, HashMap<String, ServiceEndpoints>>,
 }
 
 impl PolicyState {
@@ -122,6 +122,29 @@ impl PolicyState {
                     .or_default()
                     .insert(name.clone(), endpoints.clone());
             }
+        }
+    }
+
+    /// A state from a compiled snapshot and the endpoints of each service (`namespace/name`).
+    pub(crate) fn from_parts<'a>(
+        version: u64,
+        snapshot: Snapshot,
+        services: impl IntoIterator<Item = (&'a str, &'a str, Vec<Endpoint>)>,
+    ) -> Self {
+        let mut endpoints: HashMap<String, HashMap<String, ServiceEndpoints>> = HashMap::new();
+        for (namespace, name, list) in services {
+            endpoints.entry(namespace.to_owned()).or_default().insert(
+                name.to_owned(),
+                ServiceEndpoints {
+                    label: format!("{namespace}/{name}").into(),
+                    endpoints: list.into(),
+                },
+            );
+        }
+        Self {
+            version,
+            snapshot,
+            endpoints,
         }
     }
 

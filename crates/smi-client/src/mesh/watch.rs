@@ -72,7 +72,7 @@ async fn session(inner: &Inner, backoff: &mut Backoff) -> Result<(), ClientError
 }
 
 fn apply(inner: &Inner, update: &v1::PolicyUpdate) -> Result<(), String> {
-    let mut state = PolicyState::compile(update, &inner.identity.trust_domain)?;
+    let mut state = PolicyState::compile(update, &inner.policy.identity().trust_domain)?;
     if update.endpoints_partial {
         state.keep_endpoints_unknown_here(&inner.policy.load());
     }
@@ -87,8 +87,7 @@ fn apply(inner: &Inner, update: &v1::PolicyUpdate) -> Result<(), String> {
             "trust bundle updated"
         );
     }
-    inner.policy.store(Arc::new(state));
-    inner.changes.send_replace(update.version);
+    inner.policy.store(state);
     tracing::debug!(version = update.version, "policy applied");
     Ok(())
 }

@@ -70,7 +70,7 @@ impl<B: OutboundBody> EndpointConns<B> {
         InFlight(self.clone())
     }
 
-    /// A connection ready for one request; connects if there is none.
+    /// A connection ready for one request; connects if there is none (one attempt at a time).
     pub(crate) async fn sender(&self, tls: Arc<ClientConfig>) -> Result<Sender<B>, OutboundError> {
         if let Some(sender) = self.reusable() {
             return Ok(sender);
@@ -82,7 +82,8 @@ impl<B: OutboundBody> EndpointConns<B> {
         self.connect(tls).await
     }
 
-    fn reusable(&self) -> Option<Sender<B>> {
+    /// A pooled connection ready for one more request, if there is one (no await).
+    pub(crate) fn reusable(&self) -> Option<Sender<B>> {
         if let Some(h2) = self.h2.load_full() {
             if !h2.is_closed() {
                 return Some(Sender::H2((*h2).clone()));

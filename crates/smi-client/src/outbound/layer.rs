@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -13,21 +13,23 @@ use smi_core::policy::ServiceName;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{MeshClient, OutboundBody, authority_of};
-use crate::mesh::Mesh;
+use super::request::authority_of;
+use super::{MeshClient, OutboundBody, ResponseFuture};
+use crate::handles::Handles;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Wraps a client so that mesh services are called through the mesh.
 pub struct MeshLayer<B> {
-    mesh: Mesh,
+    handles: Handles,
     _body: PhantomData<fn(B)>,
 }
 
 impl<B> MeshLayer<B> {
-    pub fn new(mesh: Mesh) -> Self {
+    /// On a mesh's handles (pass `&mesh` or `mesh`).
+    pub fn new(handles: impl Into<Handles>) -> Self {
         Self {
-            mesh,
+            handles: handles.into(),
             _body: PhantomData,
         }
     }
@@ -35,7 +37,7 @@ impl<B> MeshLayer<B> {
 
 impl<B> Clone for MeshLayer<B> {
     fn clone(&self) -> Self {
-        Self::new(self.mesh.clone())
+        Self::new(self.handles.clone())
     }
 }
 
@@ -50,7 +52,7 @@ impl<S, B: OutboundBody> Layer<S> for MeshLayer<B> {
 
     fn layer(&self, inner: S) -> MeshOr<S, B> {
         MeshOr {
-            mesh: MeshClient::new(self.mesh.clone()),
+            mesh: MeshClient::new(self.handles.clone()),
             inner,
         }
     }
@@ -69,7 +71,7 @@ impl<S, B: OutboundBody> MeshOr<S, B> {
         let Some(authority) = authority_of(request) else {
             return false;
         };
-        let policy = self.mesh.mesh().policy();
+        let policy = self.mesh.policy().load();
         let domain = &policy.snapshot.options().cluster_domain;
         ServiceName::parse(authority.as_str(), None, domain).is_ok_and(|service| {
             policy.knows(service.namespace, service.name)
@@ -83,11 +85,10 @@ where
     B: OutboundBody,
     S: Service<Request<B>, Response = Response<Incoming>>,
     S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
 {
     type Response = Response<Incoming>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Incoming>, BoxError>> + Send>>;
+    type Future = MeshOrFuture<S::Future, B>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -95,11 +96,38 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         if self.is_mesh(&request) {
-            let mesh = self.mesh.clone();
-            Box::pin(async move { mesh.send(request).await.map_err(Into::into) })
+            MeshOrFuture::Mesh {
+                future: self.mesh.call(request),
+            }
         } else {
-            let future = self.inner.call(request);
-            Box::pin(async move { future.await.map_err(Into::into) })
+            MeshOrFuture::Inner {
+                future: self.inner.call(request),
+            }
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The mesh's response, or the inner client's.
+    #[project = MeshOrProj]
+    pub enum MeshOrFuture<F, B> {
+        Mesh { #[pin] future: ResponseFuture<B> },
+        Inner { #[pin] future: F },
+    }
+}
+
+impl<F, E, B> Future for MeshOrFuture<F, B>
+where
+    F: Future<Output = Result<Response<Incoming>, E>>,
+    E: Into<BoxError>,
+    B: OutboundBody,
+{
+    type Output = Result<Response<Incoming>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Poll::Ready(match self.project() {
+            MeshOrProj::Mesh { future } => ready!(future.poll(cx)).map_err(Into::into),
+            MeshOrProj::Inner { future } => ready!(future.poll(cx)).map_err(Into::into),
+        })
     }
 }

@@ -2,16 +2,20 @@
 //!
 //! Two metrics, shared by the inbound and outbound layers of one process:
 //! `smi_requests_total` (counter) and `smi_request_duration_seconds` (histogram, to the response
-//! head; the counter is rendered from its counts), with low-cardinality attributes: `direction`
-//! (inbound/outbound), `source` (SPIFFE ID of the caller), `destination` (service or identity
-//! called), `route` (the TrafficTarget rule and match that allowed it, `denied`, or the split
-//! backend) and `status` (HTTP status code).
+//! head; the counter is rendered from its counts). Their attributes are the one label schema of
+//! [`schema`]: `direction`, then the [`EdgeLabels`] `source`, `destination` and `route`, and
+//! `status`. Both sides record through the same layer, [`Record`].
+
+mod layer;
+mod schema;
+
+pub use layer::{Record, RecordFuture, RecordLayer, ResponseStatus};
+pub use schema::{Direction, EdgeLabels, Labelled, Observation, StringValue};
 
 use std::fmt::Write;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-pub use opentelemetry::StringValue;
 use opentelemetry::metrics::{Histogram, MeterProvider as _};
 use opentelemetry::{KeyValue, Value};
 use opentelemetry_sdk::error::OTelSdkResult;
@@ -30,40 +34,16 @@ const BOUNDARIES: [f64; 14] = [
     5.0,
 ];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    Inbound,
-    Outbound,
-}
-
-impl Direction {
-    fn as_str(self) -> &'static str {
-        match self {
-            Direction::Inbound => "inbound",
-            Direction::Outbound => "outbound",
-        }
-    }
-}
-
-/// One finished request. The labels are moved into the attributes, not copied: pass owned or
-/// shared (`Arc<str>`) strings, or `&'static str`.
-#[derive(Debug)]
-pub struct Observation {
-    pub direction: Direction,
-    pub source: StringValue,
-    pub destination: StringValue,
-    pub route: StringValue,
-    pub status: u16,
-    pub duration: Duration,
-}
-
 /// The process's request metrics (cheap to clone).
 ///
 /// One OpenTelemetry instrument, the duration histogram: `smi_requests_total` is rendered from
 /// its per-series count. Each record costs an attribute-set lookup, so one instrument instead of
-/// two halves the metrics work on the request path.
+/// two halves the metrics work on the request path. Clones share one instrument (one reference
+/// count per clone: each request's recorder holds one).
 #[derive(Clone)]
-pub struct Metrics {
+pub struct Metrics(Arc<Instruments>);
+
+struct Instruments {
     duration: Histogram<f64>,
     reader: SharedReader,
     _provider: SdkMeterProvider,
@@ -98,28 +78,30 @@ impl Metrics {
             .with_description("Time to the response head.")
             .with_boundaries(BOUNDARIES.to_vec())
             .build();
-        Self {
+        Self(Arc::new(Instruments {
             duration,
             reader,
             _provider: provider,
-        }
+        }))
     }
 
     pub fn record(&self, o: Observation) {
         let attributes = [
             KeyValue::new("direction", o.direction.as_str()),
-            KeyValue::new("source", o.source),
-            KeyValue::new("destination", o.destination),
-            KeyValue::new("route", o.route),
+            KeyValue::new("source", o.labels.source),
+            KeyValue::new("destination", o.labels.destination),
+            KeyValue::new("route", o.labels.route),
             KeyValue::new("status", i64::from(o.status)),
         ];
-        self.duration.record(o.duration.as_secs_f64(), &attributes);
+        self.0
+            .duration
+            .record(o.duration.as_secs_f64(), &attributes);
     }
 
     /// Prometheus text exposition (version 0.0.4) of the current values.
     pub fn prometheus(&self) -> String {
         let mut collected = ResourceMetrics::default();
-        if let Err(e) = self.reader.collect(&mut collected) {
+        if let Err(e) = self.0.reader.collect(&mut collected) {
             return format!("# collecting metrics failed: {e}\n");
         }
         let mut out = String::new();
@@ -223,9 +205,11 @@ mod tests {
         let metrics = Metrics::new();
         let observation = |status: u16, route: &'static str| Observation {
             direction: Direction::Inbound,
-            source: "spiffe://cluster.local/ns/a/sa/b".into(),
-            destination: "bookstore/bookstore".into(),
-            route: route.into(),
+            labels: EdgeLabels {
+                source: "spiffe://cluster.local/ns/a/sa/b".into(),
+                destination: "bookstore/bookstore".into(),
+                route: route.into(),
+            },
             status,
             duration: Duration::from_micros(300),
         };

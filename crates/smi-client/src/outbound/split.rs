@@ -1,0 +1,294 @@
+//! The first outbound step: which service a request is for, and which backend of its
+//! TrafficSplit (with its `matches`) serves it.
+//!
+//! The request's authority names a mesh service (`svc.ns`, `svc.ns.svc.cluster.local`, with or
+//! without a port). A service whose endpoints have not arrived yet (a workload that just
+//! started, a server that registered a moment ago) is waited for, up to the client's endpoint
+//! wait ([`super::DEFAULT_ENDPOINT_WAIT`] by default), re-routing on every policy update; then
+//! the request fails with `UnknownService` or `NoEndpoints`. Every answer carries the labels of
+//! its edge for the metrics layer.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use http::uri::Authority;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use smi_core::policy::{HttpRequest, ServiceName};
+use tower_service::Service;
+
+use super::OutboundError;
+use super::request::authority_of;
+use crate::handles::PolicyHandle;
+use crate::mesh::{PolicyState, ServiceEndpoints};
+use crate::metrics::{EdgeLabels, Labelled, StringValue};
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type Answer = Result<Labelled<Response<Incoming>>, Labelled<OutboundError>>;
+
+/// A request with the backend chosen for it.
+pub(crate) struct Routed<B> {
+    pub(crate) request: Request<B>,
+    pub(crate) authority: Authority,
+    /// The policy the route was chosen by (revocations are checked against it).
+    pub(crate) policy: Arc<PolicyState>,
+    pub(crate) backend: ServiceEndpoints,
+}
+
+/// Routes each request to a backend service, then hands it to `inner`.
+pub(crate) struct Split<S> {
+    policy: PolicyHandle,
+    endpoint_wait: Duration,
+    inner: S,
+}
+
+impl<S: Clone> Clone for Split<S> {
+    fn clone(&self) -> Self {
+        Self {
+            policy: self.policy.clone(),
+            endpoint_wait: self.endpoint_wait,
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<S> Split<S> {
+    pub(crate) fn new(policy: PolicyHandle, endpoint_wait: Duration, inner: S) -> Self {
+        Self {
+            policy,
+            endpoint_wait,
+            inner,
+        }
+    }
+
+    pub(crate) fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    pub(crate) fn policy(&self) -> &PolicyHandle {
+        &self.policy
+    }
+
+    pub(crate) fn set_endpoint_wait(&mut self, wait: Duration) {
+        self.endpoint_wait = wait;
+    }
+
+    fn labels(&self, destination: StringValue) -> EdgeLabels {
+        EdgeLabels {
+            source: self.policy.identity_text().clone().into(),
+            destination,
+            route: "error".into(),
+        }
+    }
+}
+
+/// Why a request has no backend yet.
+enum Unrouted {
+    /// Final: waiting cannot help.
+    Refused(OutboundError, StringValue),
+    /// The service or its endpoints are not known yet.
+    NotYet(OutboundError, StringValue),
+}
+
+/// The backend for `request` under `policy`.
+fn route<B>(
+    policy: &Arc<PolicyState>,
+    authority: &Authority,
+    request: &Request<B>,
+) -> Result<ServiceEndpoints, Unrouted> {
+    let snapshot = &policy.snapshot;
+    let service = ServiceName::parse(authority.as_str(), None, &snapshot.options().cluster_domain)
+        .map_err(|e| {
+            Unrouted::Refused(OutboundError::NotAService(e.to_string()), "unknown".into())
+        })?;
+    let backend = {
+        let mut http = HttpRequest::new(
+            request.method().as_str(),
+            request.uri().path(),
+            request.headers(),
+        );
+        http.authority = Some(authority.as_str());
+        snapshot
+            .route(service, Some(&http))
+            .pick(&mut rand::rng())
+            .map_or(service.name, |b| b.service.as_str())
+    };
+    let namespace = service.namespace;
+    let Some(known) = policy.service(namespace, backend) else {
+        let name = format!("{namespace}/{backend}");
+        return Err(Unrouted::NotYet(
+            OutboundError::UnknownService(name.clone()),
+            name.into(),
+        ));
+    };
+    let label: StringValue = known.label.clone().into();
+    if known.endpoints.is_empty() {
+        return Err(Unrouted::NotYet(
+            OutboundError::NoEndpoints(known.label.to_string()),
+            label,
+        ));
+    }
+    if known
+        .endpoints
+        .iter()
+        .all(|e| snapshot.is_revoked(&e.identity))
+    {
+        return Err(Unrouted::Refused(
+            OutboundError::Revoked(known.label.to_string()),
+            label,
+        ));
+    }
+    Ok(known.clone())
+}
+
+impl<S, B> Service<Request<B>> for Split<S>
+where
+    S: Service<Routed<B>, Response = Response<Incoming>, Error = OutboundError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Labelled<Response<Incoming>>;
+    type Error = Labelled<OutboundError>;
+    type Future = SplitFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(|e| Labelled {
+            value: e,
+            labels: self.labels("unknown".into()),
+        })
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let Some(authority) = authority_of(&request) else {
+            return SplitFuture::refused(OutboundError::NoAuthority, self.labels("unknown".into()));
+        };
+        let policy = self.policy.load_full();
+        match route(&policy, &authority, &request) {
+            Ok(backend) => {
+                let labels = self.labels(backend.label.clone().into());
+                SplitFuture::Dispatched {
+                    inner: self.inner.call(Routed {
+                        request,
+                        authority,
+                        policy,
+                        backend,
+                    }),
+                    labels: Some(labels),
+                }
+            }
+            Err(Unrouted::NotYet(error, _)) if !self.endpoint_wait.is_zero() => {
+                tracing::debug!(%error, wait = ?self.endpoint_wait, "waiting for the service's endpoints");
+                SplitFuture::Waiting {
+                    answer: Box::pin(when_routable(self.clone(), request, authority)),
+                }
+            }
+            Err(Unrouted::NotYet(error, destination) | Unrouted::Refused(error, destination)) => {
+                SplitFuture::refused(error, self.labels(destination))
+            }
+        }
+    }
+}
+
+/// The slow path: re-routes on each policy update until the request can go, or until the
+/// endpoint wait is over (then with the last reason it could not).
+async fn when_routable<S, B>(
+    mut split: Split<S>,
+    request: Request<B>,
+    authority: Authority,
+) -> Answer
+where
+    S: Service<Routed<B>, Response = Response<Incoming>, Error = OutboundError>,
+{
+    // Subscribed before routing again: an update between the first attempt and here is not
+    // missed.
+    let mut changes = split.policy.changed();
+    let deadline = tokio::time::Instant::now() + split.endpoint_wait;
+    loop {
+        let policy = split.policy.load_full();
+        let (error, destination) = match route(&policy, &authority, &request) {
+            Ok(backend) => {
+                let mut labels = split.labels(backend.label.clone().into());
+                let routed = Routed {
+                    request,
+                    authority,
+                    policy,
+                    backend,
+                };
+                let sent = split.inner.call(routed).await;
+                labels.route = if sent.is_ok() { "sent" } else { "error" }.into();
+                return match sent {
+                    Ok(value) => Ok(Labelled { value, labels }),
+                    Err(value) => Err(Labelled { value, labels }),
+                };
+            }
+            Err(Unrouted::Refused(value, destination)) => {
+                return Err(Labelled {
+                    value,
+                    labels: split.labels(destination),
+                });
+            }
+            Err(Unrouted::NotYet(error, destination)) => (error, destination),
+        };
+        let changed = tokio::time::timeout_at(deadline, changes.changed()).await;
+        if !matches!(changed, Ok(Ok(()))) {
+            return Err(Labelled {
+                value: error,
+                labels: split.labels(destination),
+            });
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The backend's answer, a refusal, or (while endpoints are awaited) the slow path.
+    #[project = SplitProj]
+    pub(crate) enum SplitFuture<F> {
+        Dispatched { #[pin] inner: F, labels: Option<EdgeLabels> },
+        Refused { refusal: Option<Labelled<OutboundError>> },
+        Waiting { answer: BoxFuture<Answer> },
+    }
+}
+
+impl<F> SplitFuture<F> {
+    fn refused(value: OutboundError, labels: EdgeLabels) -> Self {
+        SplitFuture::Refused {
+            refusal: Some(Labelled { value, labels }),
+        }
+    }
+}
+
+impl<F> Future for SplitFuture<F>
+where
+    F: Future<Output = Result<Response<Incoming>, OutboundError>>,
+{
+    type Output = Answer;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer> {
+        match self.project() {
+            SplitProj::Dispatched { inner, labels } => {
+                let sent = ready!(inner.poll(cx));
+                let mut labels = labels.take().unwrap_or_else(|| EdgeLabels {
+                    source: "unknown".into(),
+                    destination: "unknown".into(),
+                    route: "error".into(),
+                });
+                labels.route = if sent.is_ok() { "sent" } else { "error" }.into();
+                Poll::Ready(match sent {
+                    Ok(value) => Ok(Labelled { value, labels }),
+                    Err(value) => Err(Labelled { value, labels }),
+                })
+            }
+            SplitProj::Refused { refusal } => match refusal.take() {
+                Some(refusal) => Poll::Ready(Err(refusal)),
+                None => Poll::Pending,
+            },
+            SplitProj::Waiting { answer } => answer.as_mut().poll(cx),
+        }
+    }
+}
