@@ -4,6 +4,12 @@
 #![forbid(unsafe_code)]
 
 pub mod bookstore;
+
+/// The README's Rust code, compiled by `cargo test --doc` (part of `scripts/test`), so that what
+/// a newcomer copies from it builds.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
 pub mod greeting;
 pub mod local;
 

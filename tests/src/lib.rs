@@ -1,27 +1,24 @@
 //! Shared helpers for the integration tests in `tests/tests/`: test data (with the conformance
 //! suite's `<NAMESPACE>` substituted), a small model of the cluster that kuttl steps apply to and
-//! delete from, identities, requests, and decisions as comparable values.
+//! delete from, identities, requests, and decisions as comparable values. The fixtures that start
+//! a control service and workloads are `smi-test-util`'s; [`live`] plays the conformance suite on
+//! them.
 //!
 //! This is test code: helpers panic with a message instead of returning errors.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use smi_core::model::RouteKind;
 use smi_core::policy::{Denied, HttpRequest, Permit, Request, Route, ServiceName};
-use smi_core::{Format, Loaded, Options, ServiceAccount, ServiceRef, Snapshot, SpiffeId, load_str};
+use smi_core::{Format, Loaded, Options, ServiceAccount, Snapshot, SpiffeId, load_str};
 
 mod cluster;
-mod live;
-mod process;
+pub mod live;
 
 pub use cluster::{Cluster, Object, objects, test_step_deletes};
-pub use live::LiveControl;
-pub use process::Process;
 
 /// Test data: the conformance suite's manifests (`conformance/`) and the parse cases (`parse/`).
 pub const DATA_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data");
@@ -30,91 +27,6 @@ pub const DATA_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data");
 pub const NAMESPACE: &str = "conformance";
 
 pub const TRUST_DOMAIN: &str = smi_core::DEFAULT_TRUST_DOMAIN;
-
-/// A join token for `identity` (`ns/name`) that may serve `serves`, made with the CA and token
-/// key in a control service's state directory (the control has started there once). It lives
-/// 10 minutes.
-pub fn join_token(state: &Path, identity: &str, serves: &[&str]) -> String {
-    let store = smi_control::ca::CaStore::new(state);
-    let ca = store
-        .load(TRUST_DOMAIN)
-        .unwrap_or_else(|e| panic!("the CA in {}: {e}", state.display()));
-    let key = store
-        .token_key()
-        .unwrap_or_else(|e| panic!("the token key in {}: {e}", state.display()));
-    let tokens = smi_control::enroll::JoinTokens::new(&key, TRUST_DOMAIN);
-    let serves: Vec<ServiceRef> = serves
-        .iter()
-        .map(|s| {
-            s.parse()
-                .unwrap_or_else(|e| panic!("{s:?} is not a service: {e}"))
-        })
-        .collect();
-    tokens.create(
-        &parse_account(identity),
-        &serves,
-        Duration::from_secs(600),
-        ca.bundle(),
-    )
-}
-
-/// Waits until `done` holds for the mesh's policy, re-checking it on every applied update;
-/// panics naming `what` after `timeout`.
-pub async fn policy_until(
-    mesh: &smi_client::Mesh,
-    what: &str,
-    timeout: Duration,
-    done: impl Fn(&smi_client::mesh::PolicyState) -> bool,
-) {
-    let mut changes = mesh.changed();
-    let waited = tokio::time::timeout(timeout, async {
-        while !done(&mesh.policy_full()) {
-            if changes.changed().await.is_err() {
-                return;
-            }
-        }
-    })
-    .await;
-    assert!(waited.is_ok(), "{what}: not within {timeout:?}");
-}
-
-/// Waits until `done` holds for the mesh, re-checking it on every status change (a certificate
-/// replaced, the Watch stream opened or lost); panics naming `what` after `timeout`.
-pub async fn status_until(
-    mesh: &smi_client::Mesh,
-    what: &str,
-    timeout: Duration,
-    mut done: impl FnMut(&smi_client::Mesh) -> bool,
-) {
-    let mut changes = mesh.status_changed();
-    let waited = tokio::time::timeout(timeout, async {
-        while !done(mesh) {
-            if changes.changed().await.is_err() {
-                return;
-            }
-        }
-    })
-    .await;
-    assert!(waited.is_ok(), "{what}: not within {timeout:?}");
-}
-
-/// Waits for `renewals` new certificates of the mesh (each different from all before).
-pub async fn renewals(mesh: &smi_client::Mesh, renewals: usize, timeout: Duration) {
-    let mut seen = vec![mesh.credentials().chain_der()[0].clone()];
-    status_until(mesh, &format!("{renewals} renewals"), timeout, |m| {
-        let now = m.credentials().chain_der()[0].clone();
-        if !seen.contains(&now) {
-            seen.push(now);
-        }
-        seen.len() > renewals
-    })
-    .await;
-}
-
-fn parse_account(text: &str) -> ServiceAccount {
-    text.parse()
-        .unwrap_or_else(|e| panic!("{text:?} is not a ServiceAccount: {e}"))
-}
 
 /// The text of `data/<rel>`, with `<NAMESPACE>` replaced by [`NAMESPACE`].
 pub fn data_text(rel: &str) -> String {

@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,126 +18,44 @@ use axum::Router;
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use smi_client::control::ControlAddr;
-use smi_client::{Mesh, MeshClient, MeshConfig};
-use smi_server::AuthorizeLayer;
-use smi_tests::{join_token, policy_until, renewals, status_until};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::TcpListener;
+use smi_client::{Mesh, MeshClient};
+use smi_test_util::bookstore::{ACCESS, BUY, split};
+use smi_test_util::{Control, LiveControl, Server, policy_until, renewals, status_until};
 use tokio::sync::watch;
 
 const WAIT: Duration = Duration::from_secs(15);
-const CERTIFICATE_TTL_MS: &str = "5000";
-const ACCESS: &str = include_str!("../../examples/bookstore/policy/bookstore-access.yaml");
-const BUY: &str = "http://bookstore.bookstore/buy-a-book/new";
+const CERTIFICATE_TTL: Duration = Duration::from_secs(5);
 const IN_FLIGHT: usize = 3;
-
-fn split(v1: u32, v2: u32) -> String {
-    format!(
-        "apiVersion: split.smi-spec.io/v1alpha4\nkind: TrafficSplit\nmetadata: {{name: bookstore-split, namespace: bookstore}}\nspec:\n  service: bookstore\n  backends:\n  - {{service: bookstore-v1, weight: {v1}}}\n  - {{service: bookstore-v2, weight: {v2}}}\n"
-    )
-}
 
 /// A TrafficTarget that concerns neither client: churn that must change no decision.
 const UNRELATED: &str = "apiVersion: access.smi-spec.io/v1alpha3\nkind: TrafficTarget\nmetadata: {name: reader, namespace: bookstore}\nspec:\n  destination: {kind: ServiceAccount, name: bookstore, namespace: bookstore}\n  sources:\n  - {kind: ServiceAccount, name: bookreader, namespace: bookreader}\n  rules:\n  - {kind: HTTPRouteGroup, name: bookstore-service-routes, matches: [books-bought]}\n";
 
-/// Writes a policy file the way tools do (a temporary file renamed into place).
-fn write(dir: &Path, name: &str, text: &str) {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(tmp, dir.join(name)).unwrap();
-}
-
-/// The control service in its own process (`src/bin/smi-test-control.rs`).
-struct Control {
-    process: tokio::process::Child,
-    api: SocketAddr,
-}
-
-impl Control {
-    async fn spawn(policy: &Path, state: &Path, listen: &str) -> Control {
-        let mut process = tokio::process::Command::new(env!("CARGO_BIN_EXE_smi-test-control"))
-            .arg(policy)
-            .arg(state)
-            .arg(listen)
-            .arg(CERTIFICATE_TTL_MS)
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let stdout = process.stdout.take().unwrap();
-        let line = tokio::time::timeout(WAIT, BufReader::new(stdout).lines().next_line())
-            .await
-            .expect("the control process is ready within 15 s")
-            .unwrap()
-            .expect("the control process printed its addresses");
-        let api = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-        Control { process, api }
-    }
-}
-
 /// Which backend served each request id (every server appends to it).
 type Ledger = Arc<Mutex<HashMap<String, Vec<String>>>>;
 
-struct Server {
-    mesh: Mesh,
-    registrations: Vec<smi_client::mesh::Registration>,
-    serving: tokio::task::JoinHandle<std::io::Result<()>>,
-    addr: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.serving.abort();
-    }
-}
-
+/// The control service in its own process (`smi-test-control`), which the test kills, over the
+/// bookstore policy split 50/50; and the ledger of its servers.
 struct Bench {
-    _dir: tempfile::TempDir,
-    policy: PathBuf,
-    state: PathBuf,
-    control: Control,
+    live: LiveControl,
     ledger: Ledger,
 }
 
 impl Bench {
     async fn start() -> Bench {
-        let dir = tempfile::tempdir().unwrap();
-        let (policy, state) = (dir.path().join("policy"), dir.path().join("state"));
-        std::fs::create_dir_all(&policy).unwrap();
-        write(&policy, "access.yaml", ACCESS);
-        write(&policy, "split.yaml", &split(50, 50));
-        let control = Control::spawn(&policy, &state, "127.0.0.1:0").await;
+        let files = [("access.yaml", ACCESS), ("split.yaml", &split(50, 50))];
         Bench {
-            _dir: dir,
-            policy,
-            state,
-            control,
+            live: LiveControl::start_with(&files, &[], CERTIFICATE_TTL).await,
             ledger: Ledger::default(),
         }
     }
 
-    async fn mesh(&self, identity: &str, serves: &[&str], calls: &[&str]) -> Mesh {
-        let token = join_token(&self.state, identity, serves);
-        let control = ControlAddr::parse(&self.control.api.to_string()).unwrap();
-        let config = MeshConfig::new(control, token)
-            .calls(calls.iter().copied())
-            .workload(identity);
-        Mesh::start(config).await.unwrap()
+    async fn mesh(&self, identity: &str, calls: &[&str]) -> Mesh {
+        self.live.mesh(identity, &[], calls).await
     }
 
     /// A bookstore server (ServiceAccount bookstore/bookstore) registered as `service`; it
     /// answers with its name and the request's id, and writes the id in the ledger.
     async fn server(&self, service: &str, name: &'static str) -> Server {
-        let mesh = self
-            .mesh(
-                "bookstore/bookstore",
-                &[&format!("bookstore/{service}")],
-                &[],
-            )
-            .await;
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let ledger = self.ledger.clone();
         let router = Router::new().fallback(move |headers: HeaderMap| {
             let ledger = ledger.clone();
@@ -157,18 +74,8 @@ impl Bench {
                 [("x-backend", name.to_owned()), ("x-request-id", id)]
             }
         });
-        let app = tower_layer::Layer::layer(&AuthorizeLayer::new(mesh.clone()), router);
-        let registrations = vec![mesh.register(&format!("bookstore/{service}"), addr)];
-        let serving = {
-            let mesh = mesh.clone();
-            tokio::spawn(async move { smi_server::serve(listener, &mesh, app).await })
-        };
-        Server {
-            mesh,
-            registrations,
-            serving,
-            addr,
-        }
+        let serves = format!("bookstore/{service}");
+        Server::start(&self.live, "bookstore/bookstore", &[&serves], router).await
     }
 }
 
@@ -288,9 +195,9 @@ async fn every_request_is_answered_or_refused_exactly_as_policy_says_through_fau
     let mut v1b = bench.server("bookstore-v1", "v1b").await;
     let v2a = bench.server("bookstore-v2", "v2a").await;
     let calls = ["bookstore/bookstore"];
-    let buyer1 = bench.mesh("bookbuyer/bookbuyer", &[], &calls).await;
-    let buyer2 = bench.mesh("bookbuyer/bookbuyer", &[], &calls).await;
-    let thief = bench.mesh("bookthief/bookthief", &[], &calls).await;
+    let buyer1 = bench.mesh("bookbuyer/bookbuyer", &calls).await;
+    let buyer2 = bench.mesh("bookbuyer/bookbuyer", &calls).await;
+    let thief = bench.mesh("bookthief/bookthief", &calls).await;
     let clients = [&buyer1, &buyer2, &thief];
     for mesh in clients {
         endpoints_are(mesh, "bookstore-v1", &[v1a.addr, v1b.addr]).await;
@@ -311,24 +218,22 @@ async fn every_request_is_answered_or_refused_exactly_as_policy_says_through_fau
     //    policy keeps serving), then both removed.
     for (v1, v2) in [(90, 10), (10, 90), (50, 50)] {
         let before = versions(&clients);
-        write(&bench.policy, "split.yaml", &split(v1, v2));
+        bench.live.write_policy("split.yaml", &split(v1, v2));
         all_apply_a_newer_policy(&clients, &before).await;
         requests_pass(&progress, 150).await;
     }
     // The TrafficTarget concerns the servers' identity only: the clients' view does not change.
     let servers = [&v1a.mesh];
     let before = versions(&servers);
-    write(&bench.policy, "unrelated.yaml", UNRELATED);
+    bench.live.write_policy("unrelated.yaml", UNRELATED);
     all_apply_a_newer_policy(&servers, &before).await;
-    write(
-        &bench.policy,
-        "broken.yaml",
-        "kind: TrafficTarget\nspec: [unclosed\n",
-    );
+    bench
+        .live
+        .write_policy("broken.yaml", "kind: TrafficTarget\nspec: [unclosed\n");
     requests_pass(&progress, 300).await;
     let before = versions(&servers);
-    std::fs::remove_file(bench.policy.join("broken.yaml")).unwrap();
-    std::fs::remove_file(bench.policy.join("unrelated.yaml")).unwrap();
+    bench.live.remove_policy("broken.yaml");
+    bench.live.remove_policy("unrelated.yaml");
     all_apply_a_newer_policy(&servers, &before).await;
     requests_pass(&progress, 150).await;
 
@@ -338,8 +243,7 @@ async fn every_request_is_answered_or_refused_exactly_as_policy_says_through_fau
     }
 
     // 3. The control service is killed and restarted on the same address.
-    let api = bench.control.api.to_string();
-    bench.control.process.kill().await.unwrap();
+    bench.live.kill().await;
     for mesh in clients {
         status_until(mesh, "noticing the control is gone", WAIT, |m| {
             !m.status().connected
@@ -347,7 +251,7 @@ async fn every_request_is_answered_or_refused_exactly_as_policy_says_through_fau
         .await;
     }
     requests_pass(&progress, 150).await;
-    bench.control = Control::spawn(&bench.policy, &bench.state, &api).await;
+    bench.live.start_again().await;
     for mesh in clients {
         status_until(mesh, "reconnecting", WAIT, |m| m.status().connected).await;
     }

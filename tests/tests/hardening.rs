@@ -12,12 +12,9 @@ use std::time::Duration;
 use serde_json::Value;
 use smi_client::control::{ControlAddr, renew};
 use smi_client::{Mesh, MeshConfig};
-use smi_control::ca::CaStore;
-use smi_control::enroll::JoinTokens;
 use smi_core::{ServiceAccount, ServiceRef};
-use smi_tests::{LiveControl, Process, TRUST_DOMAIN, policy_until};
+use smi_test_util::{Control, LiveControl, Process, TokenSpec, mint_token, policy_until, tls};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -65,7 +62,7 @@ impl Setup {
             .app(
                 "bookstore-v1",
                 "bookstore/bookstore",
-                "bookstore/bookstore-v1",
+                &["bookstore/bookstore-v1"],
             )
             .await;
         Setup { live, app }
@@ -77,7 +74,9 @@ impl Setup {
     }
 
     async fn mesh(&self, identity: &str) -> Mesh {
-        self.live.mesh(identity, &["bookstore/bookstore-v1"]).await
+        self.live
+            .mesh(identity, &[], &["bookstore/bookstore-v1"])
+            .await
     }
 
     async fn stop(self) {
@@ -88,14 +87,8 @@ impl Setup {
 /// One HTTP/1.1 request, written byte for byte as given (no client normalizes it), over mTLS
 /// with `mesh`'s certificate; returns the status and the body.
 async fn raw_request(mesh: &Mesh, addr: SocketAddr, head: &str) -> (u16, String) {
-    let mut config = (*mesh.client_tls()).clone();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .unwrap();
+    let config = tls::with_alpn(&mesh.client_tls(), b"http/1.1");
+    let mut tls = tls::connect(addr, config).await.unwrap();
     tls.write_all(format!("{head}connection: close\r\n\r\n").as_bytes())
         .await
         .unwrap();
@@ -270,17 +263,10 @@ async fn headers_that_policy_matches_are_unambiguous() {
     setup.stop().await;
 }
 
-/// A join token for `identity` serving `serves`, made without the checks `join_token` applies
-/// (as a forged or hand-written one would be).
+/// A join token for `identity` serving `serves`, made without the checks that parsing names
+/// applies (as a forged or hand-written one would be).
 fn unchecked_token(state: &Path, identity: ServiceAccount, serves: &[ServiceRef]) -> String {
-    let store = CaStore::new(state);
-    let ca = store.load(TRUST_DOMAIN).unwrap();
-    JoinTokens::new(&store.token_key().unwrap(), TRUST_DOMAIN).create(
-        &identity,
-        serves,
-        Duration::from_secs(600),
-        ca.bundle(),
-    )
+    mint_token(state, &identity, serves, TokenSpec::default()).token
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,13 +12,12 @@ use std::time::{Duration, Instant};
 use smi_client::Mesh;
 use smi_client::control::{ControlAddr, connect, control_client, enroll};
 use smi_core::proto::v1;
-use smi_tests::{LiveControl, join_token, policy_until};
+use smi_test_util::bookstore::ACCESS;
+use smi_test_util::{Control, LiveControl, join_token, policy_until};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-const ACCESS: &str = include_str!("../../examples/bookstore/policy/bookstore-access.yaml");
 
 /// Another TrafficTarget for the bookstore, which the test deletes: the revocation to deliver.
 const EXTRA: &str = r#"
@@ -144,7 +143,7 @@ impl Flood {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_workload_registering_100000_endpoints_cannot_freeze_the_mesh() {
     let setup = Setup::start(&[]).await;
-    let store = setup.mesh("bookstore/bookstore", &[]).await;
+    let store = setup.mesh("bookstore/bookstore", &[], &[]).await;
     let before = setup.revoke_and_time(&store).await;
     std::fs::write(setup.policy.join("extra.yaml"), EXTRA).unwrap();
 
@@ -182,7 +181,9 @@ async fn one_workload_registering_100000_endpoints_cannot_freeze_the_mesh() {
     eprintln!("revocation delivered in {before:?} before the flood, {after:?} during it");
     assert!(after < Duration::from_secs(5), "{after:?}");
     let started = Instant::now();
-    let newcomer = setup.mesh("bookbuyer/bookbuyer", &["flood/flood"]).await;
+    let newcomer = setup
+        .mesh("bookbuyer/bookbuyer", &[], &["flood/flood"])
+        .await;
     eprintln!("a new workload started in {:?}", started.elapsed());
     assert_eq!(
         newcomer.policy_full().endpoints("flood", "flood").len(),
@@ -201,7 +202,9 @@ async fn a_view_over_the_message_limit_arrives_in_chunks_and_changes_still_arriv
     // The bookstore calls flood/flood: its view has 100,000 endpoints (about 7 MB as one
     // message, over the 4 MiB it decodes).
     let started = Instant::now();
-    let store = setup.mesh("bookstore/bookstore", &["flood/flood"]).await;
+    let store = setup
+        .mesh("bookstore/bookstore", &[], &["flood/flood"])
+        .await;
     policy_until(&store, "all 100,000 endpoints", WAIT, |p| {
         p.endpoints("flood", "flood").len() == 100_000
     })

@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 use smi_benches::stats::{median, spread};
 use smi_client::control::{ControlAddr, Credentials, connect, enroll};
 use smi_control::ca::CaStore;
-use smi_control::enroll::JoinTokens;
 use smi_core::ServiceAccount;
 use smi_core::proto::v1::{self, control_client::ControlClient};
+use smi_test_util::{TokenSpec, mint_token};
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
@@ -80,7 +80,7 @@ struct Control {
     child: Child,
     addr: ControlAddr,
     policy: PathBuf,
-    tokens: JoinTokens,
+    state: PathBuf,
     ca: smi_control::ca::Authority,
 }
 
@@ -91,9 +91,7 @@ impl Control {
         std::fs::create_dir_all(&policy)?;
         std::fs::write(policy.join("access.yaml"), ACCESS)?;
         write_split(&policy, 50)?;
-        let store = CaStore::new(&state);
-        let ca = store.open_or_init(TRUST_DOMAIN)?;
-        let tokens = JoinTokens::new(&store.token_key()?, TRUST_DOMAIN);
+        let ca = CaStore::new(&state).open_or_init(TRUST_DOMAIN)?;
         let mut child = Command::new(std::env::current_exe()?)
             .env(ROLE, "serve")
             .arg(&policy)
@@ -112,7 +110,7 @@ impl Control {
             addr: ControlAddr::parse(addr)?,
             child,
             policy,
-            tokens,
+            state,
             ca,
         })
     }
@@ -121,16 +119,11 @@ impl Control {
     /// counted, on disk, as in production).
     fn token(&self, identity: &str) -> Result<String, Error> {
         let identity: ServiceAccount = identity.parse()?;
-        Ok(self
-            .tokens
-            .create_with_uses(
-                &identity,
-                &[],
-                Duration::from_secs(3600),
-                self.ca.bundle(),
-                u32::MAX,
-            )
-            .token)
+        let spec = TokenSpec {
+            ttl: Duration::from_secs(3600),
+            uses: u32::MAX,
+        };
+        Ok(mint_token(&self.state, &identity, &[], spec).token)
     }
 
     async fn channel(&self, identity: &str) -> Result<(Credentials, Channel), Error> {

@@ -19,14 +19,12 @@ use axum::response::{IntoResponse, Json};
 use axum::routing::get;
 use serde_json::json;
 
-use crate::distribute::Hub;
-use crate::registry::Registry;
+use crate::hub::Hub;
 use crate::status::Status;
 
 #[derive(Clone, Debug)]
 pub struct AdminState {
     pub hub: Arc<Hub>,
-    pub registry: Arc<Registry>,
     pub status: Arc<Status>,
 }
 
@@ -57,7 +55,7 @@ pub fn warn_if_exposed(addr: SocketAddr, token: bool) {
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
     let body = s
         .status
-        .prometheus(s.hub.subscribers(), s.registry.endpoint_count());
+        .prometheus(s.hub.subscribers(), s.hub.latest().endpoint_count());
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -84,9 +82,13 @@ async fn policy(State(s): State<AdminState>) -> impl IntoResponse {
             "l4_routes": names(p.l4_routes.iter().map(|r| (r.meta.namespace.as_str(), r.meta.name.as_str())).collect()),
             "traffic_splits": names(p.splits.iter().map(|t| (t.meta.namespace.as_str(), t.meta.name.as_str())).collect()),
         },
-        "endpoints": published.endpoints.iter().map(|((ns, name), eps)| json!({
-            "service": format!("{ns}/{name}"),
-            "endpoints": eps.iter().map(|e| json!({"address": e.address, "port": e.port, "identity": e.identity})).collect::<Vec<_>>(),
+        "endpoints": published.endpoints.iter().map(|(service, eps)| json!({
+            "service": service.to_string(),
+            "endpoints": eps.iter().map(|e| json!({
+                "address": e.address.ip().to_string(),
+                "port": e.address.port(),
+                "identity": e.identity.to_string(),
+            })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "trust_bundle_roots": published.bundle.len(),
     }))

@@ -1,7 +1,12 @@
 //! smi-control: the control service of smi-mesh and the `smictl` command line.
 //!
-//! - [`source`]: policy sources (files and directories now) into a [`smi_core::Loaded`].
-//! - [`ca`]: the certificate authority and its state directory.
+//! - [`traits`]: the parts a control is built from (policy source, endpoint sources, state
+//!   store, authenticators); [`files`]: today's implementations on files;
+//!   [`serve::ControlBuilder`] assembles them.
+//! - [`hub`]: the versioned published state and each workload's view of it; [`api`] serves it
+//!   (protobuf only there and in [`wire`] and [`chunk`]).
+//! - [`ca`], [`enroll`], [`revocation`]: the certificate authority, authentication, the deny
+//!   list and token uses.
 //! - [`cli`]: the `smictl` commands.
 #![forbid(unsafe_code)]
 
@@ -12,9 +17,13 @@ pub mod chunk;
 pub mod cli;
 pub mod distribute;
 pub mod enroll;
+pub mod files;
+pub mod hub;
 pub mod quota;
 pub mod registry;
 pub mod revocation;
 pub mod serve;
 pub mod source;
 pub mod status;
+pub mod traits;
+pub mod wire;

@@ -16,6 +16,6 @@ pub use identity::{
     CONTROL_ACCOUNT, DEFAULT_CLUSTER_DOMAIN, DEFAULT_TRUST_DOMAIN, IdentityError, NameKind,
     ServiceAccount, ServiceRef, SpiffeId, control_spiffe_id,
 };
-pub use load::{Diagnostic, Format, Loaded, Loader, Severity, load_str};
+pub use load::{Diagnostic, Format, Loaded, Loader, Severity, load_str, load_value};
 pub use policy::{Options, PathMatch, Snapshot};
 pub use san::{SanError, Sans, WorkloadNames};

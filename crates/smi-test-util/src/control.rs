@@ -4,9 +4,11 @@
 //! same way for both.
 
 use std::path::Path;
+use std::process::ExitCode;
 use std::time::Duration;
 
-use smi_client::control::{ControlAddr, Credentials, connect, enroll};
+use clap::Parser;
+use smi_client::control::{ClientError, ControlAddr, Credentials, connect, enroll};
 use smi_client::{Mesh, MeshConfig};
 use smi_core::proto::v1::control_client::ControlClient;
 use tonic::transport::Channel;
@@ -16,6 +18,7 @@ use crate::token::join_token;
 /// How long a workload may take to start (enroll, then its first policy).
 pub const START: Duration = Duration::from_secs(30);
 
+/// A control service under test. Implementors say where it is; the rest comes with the trait.
 // The futures are awaited where they are made (no test spawns them), so which auto traits
 // they have does not matter: `async fn` is clearer than `impl Future + Send` here.
 #[allow(async_fn_in_trait)]
@@ -70,11 +73,42 @@ pub trait Control {
         write_file(self.policy_dir(), name, text);
     }
 
+    /// `smictl revoke --state-dir <state> <args>` (see [`smictl`]); returns when the deny list
+    /// is written.
+    fn revoke(&self, args: &[&str]) {
+        let state = self.state_dir().to_str().expect("a UTF-8 state directory");
+        let mut argv = vec!["smictl", "revoke", "--state-dir", state];
+        argv.extend_from_slice(args);
+        assert_eq!(smictl(&argv), ExitCode::SUCCESS, "{argv:?}");
+    }
+
     /// Deletes a policy file.
     fn remove_policy(&self, name: &str) {
         let path = self.policy_dir().join(name);
         std::fs::remove_file(&path).unwrap_or_else(|e| panic!("removing {}: {e}", path.display()));
     }
+}
+
+/// smictl's own code (`smi_control::cli::run`) on `argv` (its first word is the program name),
+/// as its binary runs it: for what smictl writes to a state directory, without a process.
+pub fn smictl(argv: &[&str]) -> ExitCode {
+    let cli = smi_control::cli::Cli::try_parse_from(argv)
+        .unwrap_or_else(|e| panic!("smictl {argv:?}: {e}"));
+    smi_control::cli::run(cli)
+}
+
+/// The control's reason for refusing an enrollment or a renewal; panics if it was not refused.
+pub fn refused(result: Result<Credentials, ClientError>) -> String {
+    match result {
+        Err(ClientError::Refused(message)) => message,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// Asserts that a call was refused with `code` and a message that says `says`.
+pub fn assert_status(status: &tonic::Status, code: tonic::Code, says: &str) {
+    assert_eq!(status.code(), code, "{status:?}");
+    assert!(status.message().contains(says), "{}", status.message());
 }
 
 /// Writes `dir/name` as a temporary file renamed into place.

@@ -111,7 +111,10 @@ impl Process {
 
     /// Asserts the process is still running, then stops it; returns what it wrote to stderr.
     pub async fn still_alive_then_stop(mut self, name: &str) -> String {
-        let exited = self.child.try_wait().expect("the status of a child process");
+        let exited = self
+            .child
+            .try_wait()
+            .expect("the status of a child process");
         assert!(exited.is_none(), "{name} exited: {exited:?}");
         self.kill().await;
         self.stderr.await.expect("the stderr reader")

@@ -1,15 +1,19 @@
 //! Workloads that serve: an axum app behind the mesh's authorization, registered as the services
 //! it serves, and a TCP echo. Each serves on 127.0.0.1 (any port) until dropped.
 
+use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 
 use axum::Router;
+use http::{Request, Response};
+use hyper::body::Incoming;
 use smi_client::Mesh;
 use smi_client::mesh::Registration;
-use smi_server::AuthorizeLayer;
+use smi_server::{AuthorizeLayer, ServeOptions};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tower_service::Service;
 
 use crate::Control;
 
@@ -33,13 +37,32 @@ impl Server {
         router: Router,
     ) -> Server {
         let mesh = control.mesh(identity, serves, &[]).await;
+        let app = tower_layer::Layer::layer(&AuthorizeLayer::new(mesh.clone()), router);
+        Server::on(mesh, serves, app, ServeOptions::default()).await
+    }
+
+    /// `service` served by `mesh` with `options` ([`smi_server::serve_with`]: mTLS, and the
+    /// connection-level checks; HTTP authorization only if `service` has [`AuthorizeLayer`]),
+    /// registered as each of `serves`.
+    pub async fn on<S, B>(mesh: Mesh, serves: &[&str], service: S, options: ServeOptions) -> Server
+    where
+        S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let listener = bind().await;
         let addr = listener.local_addr().expect("a bound listener's address");
-        let app = tower_layer::Layer::layer(&AuthorizeLayer::new(mesh.clone()), router);
         let registrations = serves.iter().map(|s| mesh.register(s, addr)).collect();
         let serving = {
             let mesh = mesh.clone();
-            tokio::spawn(async move { smi_server::serve(listener, &mesh, app).await })
+            tokio::spawn(
+                async move { smi_server::serve_with(listener, &mesh, service, &options).await },
+            )
         };
         Server {
             addr,

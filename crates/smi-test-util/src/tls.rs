@@ -25,7 +25,10 @@ pub fn with_alpn(config: &ClientConfig, protocol: &[u8]) -> Arc<ClientConfig> {
 
 /// A TLS connection to `addr` with `config` (the server is named by its IP address; the mesh's
 /// verifier checks the SPIFFE ID instead).
-pub async fn connect(addr: SocketAddr, config: Arc<ClientConfig>) -> io::Result<TlsStream<TcpStream>> {
+pub async fn connect(
+    addr: SocketAddr,
+    config: Arc<ClientConfig>,
+) -> io::Result<TlsStream<TcpStream>> {
     let tcp = TcpStream::connect(addr).await?;
     let name = ServerName::IpAddress(addr.ip().into());
     tokio_rustls::TlsConnector::from(config)

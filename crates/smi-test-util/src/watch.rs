@@ -1,13 +1,31 @@
-//! Reading a control's Watch stream directly (the protocol, without `smi_client::Mesh`): the next
-//! update, or the first that satisfies a condition, each within 5 s.
+//! A control's Watch stream read directly (the protocol, without `smi_client::Mesh`): opened as a
+//! workload, then the next update, or the first that satisfies a condition, each within 5 s.
 
 use std::time::Duration;
 
-use smi_core::proto::v1::PolicyUpdate;
+use smi_client::control::Credentials;
+use smi_core::proto::v1::{PolicyUpdate, WatchRequest};
 use tonic::Streaming;
+
+use crate::Control;
 
 /// How long an update may take to arrive.
 const UPDATE: Duration = Duration::from_secs(5);
+
+/// A Watch stream of `request` on `control`, opened with `credentials`.
+pub async fn open(
+    control: &impl Control,
+    credentials: &Credentials,
+    request: WatchRequest,
+) -> Streaming<PolicyUpdate> {
+    control
+        .client(credentials)
+        .await
+        .watch(request)
+        .await
+        .expect("a Watch stream")
+        .into_inner()
+}
 
 /// The next update of `stream`; panics if none comes within 5 s or the stream fails or ends.
 pub async fn next_update(stream: &mut Streaming<PolicyUpdate>) -> PolicyUpdate {

@@ -6,6 +6,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::Error;
+use crate::greeter::{self, GreeterClient};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
@@ -13,10 +15,6 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use smi_client::MeshClient;
-use smi_examples::greeter::HelloRequest;
-use smi_examples::greeter::greeter_client::GreeterClient;
-
-use crate::Error;
 
 /// What one variant sends; cheap to clone (clones share the connection).
 #[derive(Clone)]
@@ -65,9 +63,7 @@ impl Call {
                 }
             }
             Call::Grpc(grpc) => {
-                let request = HelloRequest {
-                    name: "bench".into(),
-                };
+                let request = greeter::request();
                 match grpc {
                     Grpc::Plain(client) => client.clone().say_hello(request).await?,
                     Grpc::Mesh(client) => client.clone().say_hello(request).await?,

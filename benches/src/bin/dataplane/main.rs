@@ -25,6 +25,7 @@
 
 mod call;
 mod cpu;
+mod greeter;
 mod load;
 mod sidecars;
 
@@ -40,15 +41,13 @@ use hyper_util::service::TowerToHyperService;
 use smi_benches::generator::{self, Shape};
 use smi_benches::stats::{median, spread};
 use smi_client::{Mesh, MeshClient, MeshConfig};
-use smi_examples::greeter::greeter_client::GreeterClient;
-use smi_examples::greeter::greeter_server::GreeterServer;
-use smi_examples::greeting::Greetings;
-use smi_examples::local::LocalControl;
 use smi_server::AuthorizeLayer;
+use smi_test_util::{Control, LocalControl};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 use call::{Call, Grpc, H2Channel, Http, h2};
+use greeter::{GreeterClient, GreeterServer, Greetings};
 use load::Quantiles;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -230,10 +229,8 @@ fn table<const N: usize>(header: &[&str; N], rows: impl Iterator<Item = [String;
 async fn start_server(
     control: &LocalControl,
 ) -> Result<(tokio::process::Child, [SocketAddr; 3]), Error> {
-    let config = control.workload(
-        "bench/server",
-        &["bench/data-v1", "bench/data-v2", "bench/data-v3"],
-    )?;
+    let serves = ["bench/data-v1", "bench/data-v2", "bench/data-v3"];
+    let config = control.config("bench/server", control.token("bench/server", &serves), &[]);
     let exe = std::env::current_exe()?;
     let taskset = std::process::Command::new("taskset")
         .arg("-V")
@@ -306,11 +303,10 @@ async fn run(quick: bool, only: Option<String>, rate: Option<f64>) -> Result<(),
     } else {
         (5, Duration::from_secs(3))
     };
-    let control = LocalControl::start(&policy()).await?;
+    let mut control = LocalControl::start(&[("policy.yaml", &policy())]).await;
     let (mut server, [a_addr, b_addr, _]) = start_server(&control).await?;
 
-    let client_mesh =
-        Mesh::start(control.workload("bench/client", &[])?.calls(["bench/data"])).await?;
+    let client_mesh = control.mesh("bench/client", &[], &["bench/data"]).await;
     let mut changes = client_mesh.changed();
     while ["data-v1", "data-v2", "data-v3"]
         .iter()
@@ -540,6 +536,6 @@ async fn run(quick: bool, only: Option<String>, rate: Option<f64>) -> Result<(),
     }
     drop(server.stdin.take());
     let _ = tokio::time::timeout(Duration::from_secs(5), server.wait()).await;
-    control.stop().await;
+    control.shutdown().await;
     Ok(())
 }

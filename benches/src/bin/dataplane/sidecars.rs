@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use smi_examples::local::LocalControl;
+use smi_test_util::{Control, LocalControl};
 use tokio::net::TcpStream;
 
 use crate::Error;
@@ -38,8 +38,7 @@ pub async fn start(
         ("client-sidecar", "bench/client-sidecar"),
         ("server-sidecar", "bench/server-sidecar"),
     ] {
-        let config = control.workload(identity, &[])?;
-        let credentials = smi_client::control::enroll(&config.control, &config.token).await?;
+        let credentials = control.enroll(identity, &[]).await;
         // HAProxy wants the chain and the key in one file.
         let pem = credentials.write_pem_files(dir, name)?;
         let path = dir.join(format!("{name}.pem"));

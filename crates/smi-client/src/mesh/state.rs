@@ -126,6 +126,7 @@ impl PolicyState {
     }
 
     /// A state from a compiled snapshot and the endpoints of each service (`namespace/name`).
+    #[cfg(feature = "test-util")]
     pub(crate) fn from_parts<'a>(
         version: u64,
         snapshot: Snapshot,

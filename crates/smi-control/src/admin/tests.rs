@@ -7,8 +7,7 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 use super::*;
-use crate::distribute::Hub;
-use crate::registry::Registry;
+use crate::hub::Hub;
 use crate::status::Status;
 
 const TOKEN: &str = "t0ken-Of-the-admin";
@@ -16,7 +15,6 @@ const TOKEN: &str = "t0ken-Of-the-admin";
 fn app(bound: IpAddr, names: &[&str], token: Option<&str>) -> Router {
     let hub = Hub::new(false);
     let state = AdminState {
-        registry: Registry::new(hub.clone()),
         hub,
         status: Status::new(),
     };

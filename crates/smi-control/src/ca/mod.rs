@@ -9,11 +9,16 @@
 
 mod csr;
 pub mod lineage;
+mod provided;
+mod root;
 mod store;
 
+/// The state store's error; its old path.
+pub use crate::traits::StoreError;
 pub use lineage::{FIRST_ENROLLED_OID, first_enrolled};
-pub use store::{CaStore, StoreError, load_provided};
-pub(crate) use store::{invalid, read_secret, unix_now, write_atomic};
+pub use provided::load_provided;
+pub use store::CaStore;
+pub(crate) use store::unix_now;
 
 use std::time::{Duration, SystemTime};
 

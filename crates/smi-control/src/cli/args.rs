@@ -9,7 +9,7 @@ use smi_core::{DEFAULT_TRUST_DOMAIN, Options, PathMatch, Snapshot};
 
 use super::EXIT_USAGE;
 use super::output::diag;
-use crate::source;
+use crate::files::load_paths;
 
 #[derive(Debug, Args)]
 pub struct PolicyArgs {
@@ -39,7 +39,7 @@ pub enum Output {
 impl PolicyArgs {
     /// Loads and compiles; on load errors prints them and returns the usage exit code.
     pub fn snapshot(&self, permissive: bool) -> Result<Snapshot, ExitCode> {
-        let loaded = source::load_paths(&self.policy);
+        let loaded = load_paths(&self.policy);
         for d in loaded.diagnostics.iter() {
             let level = if d.is_error() { "error" } else { "warning" };
             diag!("{level}: {d}");

@@ -7,7 +7,7 @@ use clap::Args;
 use smi_core::{Options, Snapshot};
 
 use super::output::{Out, diag, finish};
-use crate::source;
+use crate::files::load_paths;
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -19,7 +19,7 @@ pub struct ValidateArgs {
 /// Errors go to stdout, one per line (`path:doc N: Kind ns/name: field: message`), so that
 /// scripts can read them; warnings and the summary go to stderr.
 pub fn run(args: &ValidateArgs, out: Out<'_>) -> ExitCode {
-    let loaded = source::load_paths(&args.paths);
+    let loaded = load_paths(&args.paths);
     let mut warnings: Vec<String> = loaded.warnings().map(ToString::to_string).collect();
     let errors: Vec<String> = loaded.errors().map(ToString::to_string).collect();
     let resources = loaded.policy.len();

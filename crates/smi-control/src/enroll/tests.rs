@@ -1,3 +1,9 @@
+use std::time::{Duration, SystemTime};
+
+use rustls::pki_types::CertificateDer;
+use smi_core::token;
+use smi_core::{ServiceAccount, ServiceRef};
+
 use super::*;
 
 fn tokens(key: &[u8]) -> JoinTokens {
@@ -53,17 +59,84 @@ fn an_expired_token_is_refused() {
     assert!(matches!(t.verify(&token), Err(Refusal::Expired(_))));
 }
 
-#[test]
-fn no_credential_is_refused() {
-    let auth = Authenticators::default()
+fn chain() -> Authenticators {
+    Authenticators::default()
         .with(tokens(b"k"))
         .with(CertificateRenewal {
             trust_domain: "cluster.local".into(),
             max_chain_lifetime: Duration::from_secs(3600),
-        });
+        })
+}
+
+#[tokio::test]
+async fn no_credential_is_refused() {
     assert_eq!(
-        auth.authenticate(&Credential::default()),
+        chain().authenticate(&Credential::default()).await,
         Err(Refusal::NoCredential)
+    );
+}
+
+#[tokio::test]
+async fn a_token_of_another_kind_is_claimed_by_no_one_and_refused_naming_what_is_expected() {
+    // A Kubernetes ServiceAccount token (a JWT): not a join token, so JoinTokens leaves it.
+    let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
+    assert!(!tokens(b"k").recognizes(&Credential {
+        token: Some(jwt),
+        peer_certificates: None,
+    }));
+    let leaf = certificate(Duration::ZERO);
+    let chain_der = [leaf];
+    // Not even with a certificate: a call that sends a token is about the token.
+    for certificates in [None, Some(&chain_der[..])] {
+        let refused = chain()
+            .authenticate(&Credential {
+                token: Some(jwt),
+                peer_certificates: certificates,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "the credential is not one this control accepts: expected a join token (smi1.<claims>.<mac>), or a workload certificate presented over mTLS with no token (renewal)"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_chain_gives_a_join_token_to_join_tokens_and_a_bare_certificate_to_renewal() {
+    let t = tokens(b"k");
+    let who = ServiceAccount::new("shop", "web");
+    let token = t.create(&who, &[], Duration::from_secs(60), &[]);
+    let by_token = chain()
+        .authenticate(&Credential {
+            token: Some(&token),
+            peer_certificates: None,
+        })
+        .await
+        .unwrap();
+    assert!(by_token.via.starts_with("join token "), "{}", by_token.via);
+    // A malformed join token is still a join token: refused by JoinTokens, with its reason.
+    let malformed = chain()
+        .authenticate(&Credential {
+            token: Some("smi1.not-base64!.x"),
+            peer_certificates: None,
+        })
+        .await;
+    assert!(
+        matches!(malformed, Err(Refusal::Malformed(_))),
+        "{malformed:?}"
+    );
+    let chain_der = [certificate(Duration::ZERO)];
+    let by_certificate = chain()
+        .authenticate(&Credential {
+            token: None,
+            peer_certificates: Some(&chain_der),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (by_certificate.via.as_str(), by_certificate.identity),
+        ("certificate", ServiceAccount::new("a", "b"))
     );
 }
 
@@ -117,13 +190,7 @@ fn renew(max: Duration, leaf: &CertificateDer<'static>) -> Result<Grant, Refusal
         trust_domain: "cluster.local".into(),
         max_chain_lifetime: max,
     };
-    let chain = [leaf.clone()];
-    renewal
-        .authenticate(&Credential {
-            token: None,
-            peer_certificates: Some(&chain),
-        })
-        .unwrap()
+    renewal.renew(leaf)
 }
 
 #[test]

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use smi_core::ServiceAccount;
 
-use crate::ca::{CaStore, StoreError, invalid, read_secret, write_atomic};
+use crate::ca::CaStore;
+use crate::files::state_files::{invalid, read_secret, write_atomic};
+use crate::traits::StoreError;
 
 /// The deny list's file name in the state directory.
 pub const FILE: &str = "revoked.json";

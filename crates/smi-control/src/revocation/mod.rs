@@ -1,6 +1,7 @@
-//! Revocation: the deny list the control keeps in its state directory, and the use counts of
-//! join tokens. Two files, both 0600, written in one step (a temporary file renamed into place)
-//! and read strictly, like the CA's ([`crate::ca::CaStore`]):
+//! Revocation: the deny list, and the use counts of join tokens, both kept by the
+//! [`StateStore`]. In the state directory ([`crate::files::StateDir`]) they are two files, both
+//! 0600, written in one step (a temporary file renamed into place) and read strictly, like the
+//! CA's ([`crate::ca::CaStore`]):
 //!
 //! - `revoked.json`, written by `smictl revoke`: revoked identities and revoked join tokens.
 //!   ```json
@@ -14,8 +15,8 @@
 //!   entry is removed once it has expired (it cannot enroll then anyway), so the directory holds
 //!   the live tokens only; an enrollment touches its own token's file only.
 //!
-//! The control reloads the deny list when the state directory changes, and checks the file
-//! again before it issues a certificate (one `stat`), so a revocation applies to the next
+//! The control reloads the deny list when the state changes, and checks its revision again
+//! before it issues a certificate (one `stat`), so a revocation applies to the next
 //! enrollment or renewal. It publishes the revoked identities with the trust bundle on every
 //! Watch stream: each workload refuses their requests (`Denied::Revoked`), closes their
 //! connections, and sends them nothing. A deny list that cannot be read stops the control at
@@ -24,22 +25,23 @@
 mod denylist;
 mod uses;
 
+pub use crate::files::USES_DIR;
 pub use denylist::{
     DenyList, FILE, MAX_REASON_CHARS, RevokedIdentity, RevokedToken, check_jti, check_reason,
 };
-pub use uses::DIR as USES_DIR;
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use smi_core::ServiceAccount;
+use smi_core::{ServiceAccount, SpiffeId};
 
-use crate::ca::{CaError, StoreError};
-use crate::distribute::Hub;
+use crate::ca::{CaError, unix_now};
 use crate::enroll::{Grant, Refusal};
-use uses::UseLedger;
+use crate::files::StateDir;
+use crate::hub::{Hub, uri_order};
+use crate::traits::{Revision, StateStore, StoreError};
+use uses::Spending;
 
 /// Why a certificate was not issued after authentication.
 #[derive(Debug, thiserror::Error)]
@@ -75,86 +77,89 @@ impl Index {
         index
     }
 
-    /// The revoked identities as SPIFFE IDs, sorted: what workloads are sent.
-    fn spiffe_ids(&self, trust_domain: &str) -> Vec<String> {
-        let mut ids: Vec<String> = self
+    /// The revoked identities as SPIFFE IDs, in the order workloads are sent them.
+    fn spiffe_ids(&self, trust_domain: &str) -> Vec<SpiffeId> {
+        let mut ids: Vec<SpiffeId> = self
             .identities
             .keys()
-            .map(|a| a.spiffe_id(trust_domain).to_string())
+            .map(|a| a.spiffe_id(trust_domain))
             .collect();
-        ids.sort_unstable();
+        ids.sort_unstable_by(uri_order);
         ids
     }
 }
 
-/// What identifies one version of the file on disk (it is replaced by rename, so a new inode).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp {
-    ino: u64,
-    mtime: i64,
-    mtime_nsec: i64,
-    len: u64,
-}
-
-fn stamp(path: &Path) -> Option<Stamp> {
-    std::fs::symlink_metadata(path).ok().map(|m| Stamp {
-        ino: m.ino(),
-        mtime: m.mtime(),
-        mtime_nsec: m.mtime_nsec(),
-        len: m.len(),
-    })
-}
-
 #[derive(Debug)]
 struct Loaded {
-    stamp: Option<Stamp>,
+    revision: Option<Revision>,
     index: Arc<Index>,
 }
 
-/// The control's revocation state: the deny list in force, and the token use ledger.
-#[derive(Debug)]
+/// The control's revocation state: the deny list in force, and the spending of join tokens.
 pub struct Revocations {
-    state_dir: PathBuf,
+    store: Arc<dyn StateStore>,
     trust_domain: String,
     hub: Arc<Hub>,
     loaded: Mutex<Loaded>,
-    uses: UseLedger,
+    spending: Spending,
+}
+
+impl std::fmt::Debug for Revocations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Revocations")
+            .field("store", &self.store.name())
+            .field("trust_domain", &self.trust_domain)
+            .field("loaded", &self.loaded)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Revocations {
-    /// Loads the deny list of `state_dir` (an unreadable one is an error) and publishes its
-    /// identities on `hub`.
+    /// [`Revocations::new`] over the state directory `state_dir`.
     pub fn open(
         state_dir: &Path,
         trust_domain: &str,
         hub: Arc<Hub>,
     ) -> Result<Arc<Self>, StoreError> {
-        let path = DenyList::path(state_dir);
-        let stamp = stamp(&path);
-        let index = Index::build(&DenyList::load(state_dir)?);
+        Self::new(Arc::new(StateDir::new(state_dir)), trust_domain, hub)
+    }
+
+    /// Loads the deny list of `store` (an unreadable one is an error) and publishes its
+    /// identities on `hub`.
+    pub fn new(
+        store: Arc<dyn StateStore>,
+        trust_domain: &str,
+        hub: Arc<Hub>,
+    ) -> Result<Arc<Self>, StoreError> {
+        let revision = store.deny_list_revision();
+        let index = Index::build(&store.deny_list()?);
         let revoked = index.spiffe_ids(trust_domain);
         if !revoked.is_empty() {
-            tracing::info!(identities = revoked.len(), tokens = index.tokens.len(), path = %path.display(), "deny list loaded");
+            tracing::info!(
+                identities = revoked.len(),
+                tokens = index.tokens.len(),
+                store = store.name(),
+                "deny list loaded"
+            );
             hub.set_revoked(revoked);
         }
         Ok(Arc::new(Self {
-            state_dir: state_dir.to_owned(),
+            store,
             trust_domain: trust_domain.to_owned(),
             hub,
             loaded: Mutex::new(Loaded {
-                stamp,
+                revision,
                 index: Arc::new(index),
             }),
-            uses: UseLedger::new(state_dir),
+            spending: Spending::default(),
         }))
     }
 
-    /// Reloads the deny list if the file changed; publishes the identities if they changed.
-    /// A file that cannot be read leaves the last good list in force (and is logged).
+    /// Reloads the deny list if it changed; publishes the identities if they changed.
+    /// A list that cannot be read leaves the last good one in force (and is logged).
     pub fn reload(&self) {
         self.current();
     }
-
     /// Refuses a caller of Watch, Ack or Register whose identity is revoked: its certificate
     /// still verifies until it expires, but it gets no more policy and registers nothing.
     pub fn check_caller(&self, identity: &ServiceAccount) -> Result<(), Refusal> {
@@ -195,37 +200,47 @@ impl Revocations {
         issue: impl FnOnce() -> Result<T, CaError>,
     ) -> Result<T, IssueError> {
         match &grant.token {
-            Some(token) => self.uses.spend(token, issue),
+            Some(token) => self.spending.spend(&*self.store, token, issue),
             None => issue().map_err(IssueError::Ca),
         }
     }
 
-    /// How many certificates the join token `jti` has bought (for tests and operators).
+    /// How many certificates the join token `jti` has bought (0 when unknown or expired; for
+    /// tests and operators).
     pub fn token_uses(&self, jti: &str) -> Result<u32, StoreError> {
-        self.uses.used(jti)
+        let now = unix_now();
+        Ok(self
+            .store
+            .token_uses(jti)?
+            .filter(|e| e.expires_unix > now)
+            .map_or(0, |e| e.used))
     }
 
     /// How many join tokens the use ledger holds.
     pub fn tokens_counted(&self) -> Result<usize, StoreError> {
-        self.uses.len()
+        self.store.tokens_counted()
     }
 
-    /// The deny list in force, reloaded first if the file changed since it was read.
+    /// The deny list in force, reloaded first if it changed since it was read.
     fn current(&self) -> Arc<Index> {
-        let path = DenyList::path(&self.state_dir);
         let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
-        let now = stamp(&path);
-        if now == loaded.stamp {
+        let now = self.store.deny_list_revision();
+        if now == loaded.revision {
             return loaded.index.clone();
         }
-        // Seen, whatever it holds: a broken file is reported once, and its fix is a new one.
-        loaded.stamp = now;
-        match DenyList::load(&self.state_dir) {
+        // Seen, whatever it holds: a broken list is reported once, and its fix is a new one.
+        loaded.revision = now;
+        match self.store.deny_list() {
             Ok(list) => {
                 let index = Index::build(&list);
                 if index != *loaded.index {
                     let revoked = index.spiffe_ids(&self.trust_domain);
-                    tracing::info!(identities = revoked.len(), tokens = index.tokens.len(), path = %path.display(), "deny list reloaded");
+                    tracing::info!(
+                        identities = revoked.len(),
+                        tokens = index.tokens.len(),
+                        store = self.store.name(),
+                        "deny list reloaded"
+                    );
                     if revoked != loaded.index.spiffe_ids(&self.trust_domain) {
                         self.hub.set_revoked(revoked);
                     }

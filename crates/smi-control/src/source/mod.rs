@@ -1,9 +1,12 @@
-//! Policy sources. Files and directories now (etcd and Kubernetes are planned): each becomes a
-//! [`smi_core::Loaded`], and [`PolicyReloader`] publishes what loads.
+//! The policy pipeline, whatever the [`PolicySource`](crate::traits::PolicySource): its
+//! documents loaded origin by origin ([`PerOrigin`]: each keeps its last good version), merged,
+//! compiled for warnings, and published on the hub when the merged policy changed
+//! ([`PolicyReloader`]).
 
-mod files;
-mod per_file;
+mod document;
+mod per_origin;
 mod reload;
 
-pub use files::{load_paths, policy_files};
-pub use reload::{PolicyReloader, watch_dir, watch_dir_except};
+pub use document::{add_document, unreadable};
+pub use per_origin::{Failing, Merged, PerOrigin};
+pub use reload::PolicyReloader;

@@ -1,27 +1,20 @@
-//! Reloading the policy directory: bursts of file events are debounced, the directory is loaded
-//! file by file ([`PerFile`]), and the merged policy is published when it changed. A file with
-//! errors is reported (log, admin API, metrics) while its last good resources keep serving, or
-//! nothing if it never loaded; every other file applies, and fixing the file recovers.
+//! Reloading a policy source: its documents are loaded origin by origin ([`PerOrigin`]), and
+//! the merged policy is published when it changed. An origin with errors is reported (log,
+//! admin API, metrics) while its last good resources keep serving, or nothing if it never
+//! loaded; every other origin applies, and fixing it recovers.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
 use smi_core::model::PolicySet;
 use smi_core::{Options, Snapshot};
-use tokio::sync::mpsc;
 
-use super::per_file::{Failing, PerFile};
-use crate::distribute::Hub;
+use super::per_origin::{Failing, PerOrigin};
+use crate::hub::Hub;
 use crate::status::{Counters, FailingFile, Serving, Status, unix_now};
+use crate::traits::{PolicySource, SourceError};
 
-/// Quiet time after the last file event before reloading: editors write files in several steps.
-pub const DEBOUNCE: Duration = Duration::from_millis(75);
-
-#[derive(Debug)]
 pub struct PolicyReloader {
-    pub dir: PathBuf,
+    pub source: Arc<dyn PolicySource>,
     pub hub: Arc<Hub>,
     pub status: Arc<Status>,
     pub options: Options,
@@ -29,17 +22,30 @@ pub struct PolicyReloader {
     state: Mutex<State>,
 }
 
+impl std::fmt::Debug for PolicyReloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyReloader")
+            .field("source", &self.source.name())
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
-    files: PerFile,
+    origins: PerOrigin,
     /// The policy published last, and its compile-time warnings.
     published: Option<(Arc<PolicySet>, Vec<String>)>,
 }
 
 impl PolicyReloader {
-    pub fn new(dir: PathBuf, hub: Arc<Hub>, status: Arc<Status>, options: Options) -> Self {
+    pub fn new(
+        source: Arc<dyn PolicySource>,
+        hub: Arc<Hub>,
+        status: Arc<Status>,
+        options: Options,
+    ) -> Self {
         Self {
-            dir,
+            source,
             hub,
             status,
             options,
@@ -47,14 +53,15 @@ impl PolicyReloader {
         }
     }
 
-    /// Loads what changed in the directory and publishes the merged policy if it differs from the
-    /// one published last. Returns whether a new version was published.
+    /// Loads what changed in the source and publishes the merged policy if it differs from the
+    /// one published last. Returns whether a new version was published. It blocks (the source
+    /// is read): call it where blocking is allowed.
     pub fn reload(&self) -> bool {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         Counters::inc(&self.status.counters.policy_loads);
         let now = unix_now();
-        let merged = match state.files.refresh(&self.dir) {
-            Ok(merged) => merged,
+        let merged = match self.source.documents() {
+            Ok(documents) => state.origins.refresh(documents),
             Err(e) => {
                 self.unreadable(&e, now);
                 return false;
@@ -69,7 +76,12 @@ impl PolicyReloader {
         let mut warnings: Vec<String> = merged.loaded.warnings().map(ToString::to_string).collect();
         let resources = merged.loaded.policy.len();
         let version = self.publish_if_changed(&mut state, merged.loaded.policy, &warnings);
-        tracing::debug!(dir = %self.dir.display(), parsed = merged.parsed, published = version.is_some(), "policy directory reloaded");
+        tracing::debug!(
+            source = self.source.name(),
+            parsed = merged.parsed,
+            published = version.is_some(),
+            "policy source reloaded"
+        );
         if let Some((_, compiled)) = &state.published {
             warnings.extend(compiled.iter().cloned());
         }
@@ -121,21 +133,26 @@ impl PolicyReloader {
         }
         let version = self.hub.set_policy(policy.clone());
         let resources = policy.len();
-        tracing::info!(version, resources, dir = %self.dir.display(), "policy published");
+        tracing::info!(
+            version,
+            resources,
+            source = self.source.name(),
+            "policy published"
+        );
         state.published = Some((policy, compiled));
         Some(version)
     }
 
-    /// The directory could not be listed: nothing changes, and the policy published last serves.
-    fn unreadable(&self, e: &std::io::Error, now: u64) {
+    /// The source could not be read: nothing changes, and the policy published last serves.
+    fn unreadable(&self, e: &SourceError, now: u64) {
         Counters::inc(&self.status.counters.policy_load_failures);
-        let dir = self.dir.display().to_string();
-        let error = format!("{dir}: cannot read: {e}");
-        tracing::warn!(%dir, %error, "policy directory unreadable; the policy published last keeps serving");
+        let source = self.source.name().to_owned();
+        let error = format!("{source}: {e}");
+        tracing::warn!(%source, %error, "policy source unreadable; the policy published last keeps serving");
         self.status.set_policy(|p| {
             p.errors = vec![error.clone()];
             p.failing_files = vec![FailingFile {
-                file: dir,
+                file: source,
                 errors: vec![error],
                 serving: Serving::LastGood,
             }];
@@ -145,7 +162,7 @@ impl PolicyReloader {
 }
 
 fn log_failing(failing: &Failing) {
-    let file = failing.file.display();
+    let file = &failing.origin;
     for error in &failing.errors {
         if failing.serving_last_good {
             tracing::warn!(%file, %error, "policy file refused; the last good resources of this file keep serving");
@@ -157,7 +174,7 @@ fn log_failing(failing: &Failing) {
 
 fn failing_file(failing: &Failing) -> FailingFile {
     FailingFile {
-        file: failing.file.display().to_string(),
+        file: failing.origin.clone(),
         errors: failing.errors.iter().map(ToString::to_string).collect(),
         serving: if failing.serving_last_good {
             Serving::LastGood
@@ -165,44 +182,6 @@ fn failing_file(failing: &Failing) -> FailingFile {
             Serving::Nothing
         },
     }
-}
-
-/// Watches `dir` recursively and calls `on_change` after each debounced burst of events.
-/// The returned watcher must be kept alive.
-pub fn watch_dir(
-    dir: &std::path::Path,
-    on_change: impl Fn() + Send + Sync + 'static,
-) -> notify::Result<notify::RecommendedWatcher> {
-    watch_dir_except(dir, |_| false, on_change)
-}
-
-/// [`watch_dir`], except that events touching only paths that `ignored` accepts (files the
-/// caller writes itself) do not count.
-pub fn watch_dir_except(
-    dir: &std::path::Path,
-    ignored: impl Fn(&std::path::Path) -> bool + Send + 'static,
-    on_change: impl Fn() + Send + Sync + 'static,
-) -> notify::Result<notify::RecommendedWatcher> {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let relevant = |e: &notify::Event| {
-            !e.kind.is_access() && (e.paths.is_empty() || !e.paths.iter().all(|p| ignored(p)))
-        };
-        if event.is_ok_and(|e| relevant(&e)) {
-            let _ = tx.send(());
-        }
-    })?;
-    watcher.watch(dir, RecursiveMode::Recursive)?;
-    let on_change = Arc::new(on_change);
-    tokio::spawn(async move {
-        while rx.recv().await.is_some() {
-            // Debounce: wait until the directory has been quiet for DEBOUNCE.
-            while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
-            let on_change = on_change.clone();
-            let _ = tokio::task::spawn_blocking(move || on_change()).await;
-        }
-    });
-    Ok(watcher)
 }
 
 #[cfg(test)]

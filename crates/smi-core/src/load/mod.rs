@@ -11,9 +11,11 @@ mod names;
 mod quantity;
 mod specs;
 mod split;
+mod value;
 mod wire;
 
 pub use diagnostic::{Diagnostic, ResourceId, Severity};
+pub use value::load_value;
 
 use std::collections::HashMap;
 use std::sync::Arc;

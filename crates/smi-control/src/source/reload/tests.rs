@@ -26,7 +26,7 @@ fn fixture() -> Fixture {
     let hub = Hub::new(false);
     let status = Status::new();
     let reloader = PolicyReloader::new(
-        dir.path().to_owned(),
+        Arc::new(crate::files::PolicyDir::new(dir.path())),
         hub.clone(),
         status.clone(),
         Options::default(),

@@ -1,5 +1,5 @@
-//! Plain HTTP/1.1 GETs on loopback, for admin servers (the control's, a workload's): their text
-//! or JSON, and a wait for a JSON view to reach a state.
+//! Admin servers (the control's, a workload's) over plain HTTP/1.1 on loopback: their text or
+//! JSON, and a wait for a JSON view to reach a state.
 
 use std::net::SocketAddr;
 use std::time::Duration;

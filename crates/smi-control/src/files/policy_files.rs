@@ -6,7 +6,10 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use smi_core::load::{Diagnostic, Format, Loaded, Loader, Severity, limits};
+use smi_core::load::{Format, Loaded, Loader, limits};
+
+use crate::source::{add_document, unreadable};
+use crate::traits::{Content, PolicyDocument};
 
 /// Loads every policy file under `paths`, all in one [`Loader`] (as `smictl` does). Unreadable
 /// files become error diagnostics.
@@ -17,13 +20,13 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Loaded {
         match policy_files(path) {
             Ok(files) => {
                 for file in files {
-                    match read(&file) {
-                        Ok(bytes) => add_bytes(&mut loader, &file, &bytes),
-                        Err(e) => loader.add_diagnostic(e.diagnostic(&file)),
-                    }
+                    add_document(&mut loader, &read_document(&file));
                 }
             }
-            Err(e) => loader.add_diagnostic(io_error(path, &e)),
+            Err(e) => loader.add_diagnostic(unreadable(
+                &path.display().to_string(),
+                &format!("cannot read: {e}"),
+            )),
         }
     }
     loader.finish()
@@ -70,24 +73,31 @@ fn is_policy_file(path: &Path) -> bool {
     )
 }
 
+/// A policy file as a document: its path is its origin; JSON for `.json`, YAML otherwise.
+pub(super) fn read_document(path: &Path) -> PolicyDocument {
+    let origin = path.display().to_string();
+    let content = match read(path) {
+        Ok(bytes) => Content::Text {
+            bytes,
+            format: Format::from_path(&origin),
+        },
+        Err(e) => Content::Unreadable(e.to_string()),
+    };
+    PolicyDocument { origin, content }
+}
+
 /// Why a policy file could not be read.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum ReadError {
+enum ReadError {
     #[error("cannot read: {0}")]
     Io(#[from] io::Error),
     #[error(transparent)]
     Limit(#[from] limits::Exceeded),
 }
 
-impl ReadError {
-    pub(super) fn diagnostic(&self, path: &Path) -> Diagnostic {
-        file_error(path.display().to_string(), self.to_string())
-    }
-}
-
 /// Reads a policy file. One over [`limits::MAX_SOURCE_BYTES`] is refused without being read:
 /// at most one byte more than the limit is read, in case it grew since it was examined.
-pub(super) fn read(path: &Path) -> Result<Vec<u8>, ReadError> {
+fn read(path: &Path) -> Result<Vec<u8>, ReadError> {
     let file = fs::File::open(path)?;
     let len = file.metadata()?.len();
     limits::check_len(len)?;
@@ -96,27 +106,4 @@ pub(super) fn read(path: &Path) -> Result<Vec<u8>, ReadError> {
         .read_to_end(&mut bytes)?;
     limits::check_len(bytes.len() as u64)?;
     Ok(bytes)
-}
-
-/// Adds a file's bytes to `loader`: its documents, or an error if it is not UTF-8 text.
-pub(super) fn add_bytes(loader: &mut Loader, path: &Path, bytes: &[u8]) {
-    let name = path.display().to_string();
-    match std::str::from_utf8(bytes) {
-        Ok(text) => loader.add_text(&name, text, Format::from_path(&name)),
-        Err(_) => loader.add_diagnostic(file_error(name, "not UTF-8 text".into())),
-    }
-}
-
-fn io_error(path: &Path, e: &io::Error) -> Diagnostic {
-    file_error(path.display().to_string(), format!("cannot read: {e}"))
-}
-
-fn file_error(name: String, message: String) -> Diagnostic {
-    Diagnostic {
-        severity: Severity::Error,
-        origin: None,
-        resource: None,
-        field: None,
-        message: format!("{name}: {message}"),
-    }
 }

@@ -1,0 +1,74 @@
+//! Certify: a certificate for whoever the credential proves the caller is.
+
+use std::time::{Duration, SystemTime};
+
+use smi_core::proto::v1;
+use tonic::{Request, Response, Status};
+
+use super::ControlApi;
+use crate::ca::CaError;
+use crate::revocation::IssueError;
+use crate::status::Counters;
+use crate::traits::Credential;
+use crate::wire;
+
+pub(super) async fn certify(
+    api: &ControlApi,
+    request: Request<v1::CertifyRequest>,
+) -> Result<Response<v1::CertifyResponse>, Status> {
+    let peer_certs = request.peer_certs();
+    let req = request.into_inner();
+    let credential = Credential {
+        token: Some(req.token.as_str()).filter(|t| !t.is_empty()),
+        peer_certificates: peer_certs.as_deref().map(Vec::as_slice),
+    };
+    let refuse = |status: Status| {
+        Counters::inc(&api.status.counters.certificates_refused);
+        tracing::info!(reason = %status.message(), "certificate refused");
+        status
+    };
+    let grant = api
+        .authenticators
+        .authenticate(&credential)
+        .await
+        .map_err(|r| refuse(Status::unauthenticated(r.to_string())))?;
+    // Revoked identities and tokens get nothing; a token's use counts only once a
+    // certificate is issued.
+    api.revocations
+        .admit(&grant)
+        .map_err(|r| refuse(Status::permission_denied(r.to_string())))?;
+    let ca = api.ca.load();
+    // No certificate outlives its chain's maximum lifetime.
+    let chain_left = (grant.first_enrolled + api.max_chain_lifetime)
+        .duration_since(SystemTime::now())
+        .unwrap_or_default()
+        .max(Duration::from_secs(1));
+    let ttl = api.certificate_ttl.min(chain_left);
+    let issued = api
+        .revocations
+        .issue(&grant, || {
+            ca.issue_workload_since(
+                &req.csr_der,
+                &grant.identity,
+                &grant.serves,
+                ttl,
+                grant.first_enrolled,
+            )
+        })
+        .map_err(|e| refuse(status_of(e)))?;
+    Counters::inc(&api.status.counters.certificates_issued);
+    tracing::debug!(identity = %issued.spiffe_id, via = %grant.via, "certificate issued");
+    Ok(Response::new(wire::certified(&issued, ca.bundle())))
+}
+
+fn status_of(e: IssueError) -> Status {
+    match e {
+        IssueError::Refused(r) => Status::permission_denied(r.to_string()),
+        IssueError::Ledger(_) => Status::unavailable(e.to_string()),
+        IssueError::Ca(e @ CaError::BadCsr(_)) => Status::invalid_argument(e.to_string()),
+        IssueError::Ca(e @ (CaError::ForeignSan { .. } | CaError::Reserved(_))) => {
+            Status::permission_denied(e.to_string())
+        }
+        IssueError::Ca(e @ CaError::Sign(_)) => Status::internal(e.to_string()),
+    }
+}

@@ -1,0 +1,73 @@
+//! What authentication yields: a [`Grant`], or a [`Refusal`] that says what to do about it.
+
+use std::time::SystemTime;
+
+use smi_core::token::TokenError;
+use smi_core::{ServiceAccount, ServiceRef};
+
+/// What a credential entitles its holder to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub identity: ServiceAccount,
+    /// Services it may register endpoints for.
+    pub serves: Vec<ServiceRef>,
+    /// How it authenticated, for logs: `join token <jti>`, `certificate`.
+    pub via: String,
+    /// When the chain of certificates this grant continues was first enrolled: now for a join
+    /// token, the presented certificate's for a renewal. The new certificate carries it on.
+    pub first_enrolled: SystemTime,
+    /// The join token it was bought with, if any: its uses are counted.
+    pub token: Option<TokenUse>,
+}
+
+/// A join token being spent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenUse {
+    pub jti: String,
+    /// How many certificates the token buys in all.
+    pub uses: u32,
+    /// When it expires (Unix seconds): its count can be forgotten then.
+    pub expires_unix: u64,
+}
+
+/// Why a credential was refused. Each message says what to do about it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("no credential: send a join token, or present your workload certificate")]
+    NoCredential,
+    #[error("the credential is not one this control accepts: expected {expected}")]
+    Unrecognized { expected: String },
+    #[error("{0}")]
+    Malformed(#[from] TokenError),
+    #[error("the token was issued by another control service ({theirs}); this one is {ours}")]
+    ForeignControl { theirs: String, ours: String },
+    #[error("the token's signature does not verify: it was altered or forged")]
+    BadSignature,
+    #[error("the token expired {0} s ago; create a new one with `smictl token create`")]
+    Expired(u64),
+    #[error("the credential is for trust domain {theirs:?}; this control serves {ours:?}")]
+    ForeignTrustDomain { theirs: String, ours: String },
+    #[error("the client certificate cannot be used: {0}")]
+    BadCertificate(String),
+    #[error(
+        "this certificate's chain was first enrolled {age_secs} s ago, and chains renew for at most {max_secs} s: re-enroll with a new join token"
+    )]
+    ChainTooOld { age_secs: u64, max_secs: u64 },
+    #[error("identity {identity} is revoked{}: it gets no certificate", reason_suffix(.reason))]
+    Revoked {
+        identity: String,
+        reason: Option<String>,
+    },
+    #[error("join token {jti} is revoked{}", reason_suffix(.reason))]
+    TokenRevoked { jti: String, reason: Option<String> },
+    #[error(
+        "join token {jti} was already used {used} time(s), all it allows: create a new one with `smictl token create`"
+    )]
+    TokenUsedUp { jti: String, used: u32 },
+}
+
+fn reason_suffix(reason: &Option<String>) -> String {
+    reason
+        .as_deref()
+        .map_or_else(String::new, |r| format!(" ({r:?})"))
+}
