@@ -50,7 +50,9 @@ async fn a_split_change_shifts_traffic_within_a_second() {
     let mut cluster = bookstore::control(100, 0).await;
     let _bookstores = backends(&cluster).await;
     let buyer = caller(&cluster, "bookbuyer/bookbuyer", VERSIONS).await;
-    let client = MeshClient::new(buyer.clone());
+    // The mesh moves into the client, as in the bookstore demo: it must keep the policy watch
+    // running (smi_client::KeepAlive), or the change below never arrives.
+    let client = MeshClient::new(buyer);
     until_response(&client, BUY, |(_, b)| b == "bookstore-v1").await;
     for _ in 0..20 {
         assert_eq!(get(&client, BUY).await.unwrap().1, "bookstore-v1");

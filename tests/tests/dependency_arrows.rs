@@ -17,6 +17,16 @@ fn ours(manifest: &str) -> (Vec<String>, Vec<String>) {
     let mut section = String::new();
     for line in text.lines().map(str::trim) {
         if line.starts_with('[') {
+            // `[dependencies.smi-core]` is one dependency written as a table.
+            let table = line.trim_matches(['[', ']']);
+            if let Some((kind, name)) = table.split_once('.').filter(|(_, n)| n.starts_with("smi-"))
+            {
+                match kind {
+                    "dependencies" | "build-dependencies" => normal.push(name.to_owned()),
+                    "dev-dependencies" => dev.push(name.to_owned()),
+                    _ => {}
+                }
+            }
             section = line.to_owned();
             continue;
         }

@@ -68,8 +68,7 @@ impl PolicyHandle {
         self.0.state.load_full()
     }
 
-    /// The policy version, changing with each applied update. Closed when every handle on the
-    /// policy is gone (the mesh stopped).
+    /// The policy version, changing with each applied update.
     pub fn changed(&self) -> watch::Receiver<u64> {
         self.0.changes.subscribe()
     }
@@ -137,18 +136,27 @@ impl std::fmt::Debug for StatusHandle {
     }
 }
 
+/// Keeps a mesh's background work (renewal, the policy watch) running while it lives: every
+/// layer made from [`Handles`] holds one, so a `Mesh` moved into a layer keeps updating it, as
+/// when the layer held the `Mesh` itself. Empty for handles made without a mesh.
+#[derive(Clone, Debug, Default)]
+pub struct KeepAlive {
+    /// Held, never read: dropping the last one is what stops the mesh.
+    _owner: Option<Arc<dyn std::fmt::Debug + Send + Sync>>,
+}
+
 /// Everything the inbound and outbound layers need, in one value: `AuthorizeLayer::new`,
 /// `MeshClient::new`, `serve` and `serve_tcp` take `impl Into<Handles>`, so a `&Mesh` (or a
 /// `Mesh`) can be passed as it is. Handles from a `Mesh` keep its background work (renewal,
-/// the policy watch) running, as a `Mesh` clone would.
+/// the policy watch) running, as a `Mesh` clone would ([`KeepAlive`]).
 #[derive(Clone, Debug)]
 pub struct Handles {
     pub policy: PolicyHandle,
     pub tls: TlsHandle,
     pub metrics: Metrics,
     pub status: StatusHandle,
-    /// What must live as long as the handles (the mesh's tasks).
-    _owner: Option<Arc<dyn std::fmt::Debug + Send + Sync>>,
+    /// The mesh's tasks, when the handles are a mesh's.
+    pub keep_alive: KeepAlive,
 }
 
 impl Handles {
@@ -164,13 +172,15 @@ impl Handles {
             tls,
             metrics,
             status,
-            _owner: None,
+            keep_alive: KeepAlive::default(),
         }
     }
 
     /// Handles that keep `owner` alive while any clone of them lives.
     pub(crate) fn owned_by(mut self, owner: Arc<dyn std::fmt::Debug + Send + Sync>) -> Self {
-        self._owner = Some(owner);
+        self.keep_alive = KeepAlive {
+            _owner: Some(owner),
+        };
         self
     }
 }

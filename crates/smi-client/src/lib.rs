@@ -20,6 +20,6 @@ pub mod outbound;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 
-pub use handles::{Handles, PolicyHandle, StatusHandle, TlsHandle};
+pub use handles::{Handles, KeepAlive, PolicyHandle, StatusHandle, TlsHandle};
 pub use mesh::{Mesh, MeshConfig, MeshError, MeshStatus};
 pub use outbound::{DEFAULT_ENDPOINT_WAIT, MeshClient, MeshLayer, OutboundError};

@@ -5,8 +5,10 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -278,6 +280,24 @@ async fn revoked_identities_are_never_sent_anything() {
     assert!(matches!(error, OutboundError::Revoked(_)), "{error}");
     // The connection to it was dropped with the policy change.
     assert_eq!(client.connected_endpoints(), 0);
+
+    // Beside a live endpoint, a revoked one is skipped by the balancer: it gets no connection.
+    let other = f.ca.credentials("bookstore/bookstore-v2", &[]);
+    let live = Backend::start("live", &other, false).await;
+    let revoked = Backend::start("revoked", &f.store, false).await;
+    let both = [(
+        "bookstore/bookstore",
+        vec![revoked.endpoint.clone(), live.endpoint.clone()],
+    )];
+    handles.policy.set(revoke(
+        policy_state(3, "", &both),
+        &[f.store.spiffe_id().clone()],
+    ));
+    assert_eq!(
+        tally(&client, "bookstore.bookstore", 20).await,
+        HashMap::from([("live".into(), 20)])
+    );
+    assert_eq!(revoked.connections.load(Ordering::Relaxed), 0);
 }
 
 #[tokio::test]
@@ -289,11 +309,11 @@ async fn a_request_waits_for_endpoints_that_have_not_arrived_yet() {
     let impatient = client.clone().endpoint_wait(Duration::ZERO);
     let error = get(&impatient, "bookstore.bookstore").await.unwrap_err();
     assert!(matches!(error, OutboundError::NoEndpoints(_)), "{error}");
-    // With the default wait, the request goes once the registration reaches the policy.
-    let waiting = tokio::spawn({
-        let client = client.clone();
-        async move { get(&client, "bookstore.bookstore").await }
-    });
+    // With the default wait, the request goes once the registration reaches the policy. Polled
+    // once first: it routes, finds no endpoints and waits, before the update arrives.
+    let mut waiting = std::pin::pin!(get(&client, "bookstore.bookstore"));
+    let first = std::future::poll_fn(|cx| Poll::Ready(waiting.as_mut().poll(cx))).await;
+    assert!(first.is_pending(), "{first:?}");
     handles.policy.set(policy_state(
         2,
         "",
@@ -301,7 +321,6 @@ async fn a_request_waits_for_endpoints_that_have_not_arrived_yet() {
     ));
     let answer = tokio::time::timeout(Duration::from_secs(10), waiting)
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(answer.unwrap(), "store");
 }

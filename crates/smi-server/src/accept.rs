@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use smi_client::Handles;
+use smi_client::{Handles, KeepAlive};
 use smi_tls::accept::incoming_with;
 use smi_tls::peer_spiffe_id;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -56,14 +56,12 @@ pub fn accept_with(
     handles: impl Into<Handles>,
     options: &ServeOptions,
 ) -> MeshIncoming {
+    let handles = handles.into();
     MeshIncoming {
         local: listener.local_addr(),
         slots: Slots::new(options.max_connections_per_peer, options.max_connections),
-        handshakes: incoming_with(
-            listener,
-            handles.into().tls.server(),
-            options.handshake_timeout,
-        ),
+        handshakes: incoming_with(listener, handles.tls.server(), options.handshake_timeout),
+        _keep_alive: handles.keep_alive,
     }
 }
 
@@ -73,6 +71,8 @@ pub struct MeshIncoming {
     handshakes: ReceiverStream<io::Result<TlsStream<TcpStream>>>,
     slots: Arc<Slots>,
     local: io::Result<SocketAddr>,
+    /// A mesh moved in keeps renewing the certificate the handshakes use.
+    _keep_alive: KeepAlive,
 }
 
 impl MeshIncoming {

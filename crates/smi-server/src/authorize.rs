@@ -15,7 +15,7 @@ use http_body_util::{Either, Full};
 use smi_client::metrics::{
     Direction, EdgeLabels, Labelled, Record, RecordFuture, RecordLayer, StringValue,
 };
-use smi_client::{Handles, PolicyHandle};
+use smi_client::{Handles, KeepAlive, PolicyHandle};
 use smi_core::policy::{self, HttpRequest};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -33,6 +33,7 @@ use crate::peer::Peer;
 pub struct AuthorizeLayer {
     policy: PolicyHandle,
     record: RecordLayer,
+    keep_alive: KeepAlive,
 }
 
 impl AuthorizeLayer {
@@ -42,6 +43,7 @@ impl AuthorizeLayer {
         Self {
             record: RecordLayer::new(handles.metrics.clone(), Direction::Inbound),
             policy: handles.policy,
+            keep_alive: handles.keep_alive,
         }
     }
 }
@@ -53,6 +55,7 @@ impl<S> Layer<S> for AuthorizeLayer {
         Authorize(self.record.layer(Decide {
             inner,
             policy: self.policy.clone(),
+            _keep_alive: self.keep_alive.clone(),
         }))
     }
 }
@@ -86,6 +89,8 @@ where
 pub struct Decide<S> {
     inner: S,
     policy: PolicyHandle,
+    /// A mesh moved into the layer keeps updating the policy.
+    _keep_alive: KeepAlive,
 }
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for Decide<S>

@@ -18,9 +18,10 @@ pub async fn policy_until(
     let mut changes = mesh.changed();
     let waited = tokio::time::timeout(timeout, async {
         while !done(&mesh.policy_full()) {
-            if changes.changed().await.is_err() {
-                return;
-            }
+            assert!(
+                changes.changed().await.is_ok(),
+                "{what}: the mesh stopped before it held"
+            );
         }
     })
     .await;
@@ -38,9 +39,10 @@ pub async fn status_until(
     let mut changes = mesh.status_changed();
     let waited = tokio::time::timeout(timeout, async {
         while !done(mesh) {
-            if changes.changed().await.is_err() {
-                return;
-            }
+            assert!(
+                changes.changed().await.is_ok(),
+                "{what}: the mesh stopped before it held"
+            );
         }
     })
     .await;

@@ -186,8 +186,8 @@ async fn the_control_client_accepts_only_the_control_identity() {
     assert!(refused.contains("not the control service"), "{refused}");
 }
 
-#[tokio::test]
-async fn every_role_refuses_tls_1_2() {
+/// A CA, the bookstore's certificate (serving `bookstore/bookstore`) and the buyer's.
+fn store_and_buyer() -> (Ca, OwnCertificate, OwnCertificate) {
     let ca = Ca::new();
     let store = ca.issue(&workload(
         "bookstore",
@@ -195,6 +195,12 @@ async fn every_role_refuses_tls_1_2() {
         &[("bookstore", "bookstore")],
     ));
     let buyer = ca.issue(&workload("bookbuyer", "bookbuyer", &[]));
+    (ca, store, buyer)
+}
+
+#[tokio::test]
+async fn every_server_role_refuses_a_tls_1_2_client() {
+    let (ca, store, buyer) = store_and_buyer();
     let mtls = ca.mtls();
     for server in [
         mtls.workload_server(store.clone()).unwrap(),
@@ -205,6 +211,26 @@ async fn every_role_refuses_tls_1_2() {
         let tls12 = standard_client(&ca, Some(buyer.clone()), &rustls::version::TLS12);
         let refused = handshake(tls12, server).await.unwrap_err();
         assert!(refused.contains("Tls12NotOffered"), "{refused}");
+    }
+}
+
+#[tokio::test]
+async fn every_client_role_refuses_a_tls_1_2_server() {
+    let (ca, store, buyer) = store_and_buyer();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls12 = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(store.chain, store.key)
+        .unwrap();
+    let mtls = ca.mtls();
+    for client in [
+        mtls.workload_client(buyer.clone()).unwrap(),
+        mtls.control_client(Some(buyer), "cluster.local").unwrap(),
+    ] {
+        let refused = handshake(client, tls12.clone()).await.unwrap_err();
+        assert!(refused.contains("client:"), "{refused}");
     }
 }
 

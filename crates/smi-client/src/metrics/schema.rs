@@ -1,6 +1,7 @@
 //! The one label schema of request metrics, for both directions: a request is an *edge* from a
-//! source to a destination, let through by a route, answered with a status. The telemetry
-//! reports to the control service carry edges of this shape.
+//! source to a destination, let through by a route, answered with a status. This is the shape
+//! the telemetry issue's reports to the control will carry (then as a smi-core type, which the
+//! control can read without linking the workload crates).
 
 use std::time::Duration;
 

@@ -92,8 +92,8 @@ impl<B> Pool<B> {
     /// another identity now, or its identity is revoked), once per policy version: one atomic
     /// load per request otherwise.
     pub(crate) fn prune(&self, policy: &PolicyState) {
-        // Not `>=`: a restarted control numbers its versions from 1 again. A request holding an
-        // older state may prune against it; what it drops is reconnected on demand.
+        // Not `>=`: versions only grow, but a request holding an older state may prune against
+        // it; what it drops is reconnected on demand.
         let seen = self.pruned_at.load(Ordering::Relaxed);
         if seen == policy.version
             || self

@@ -34,7 +34,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use tower_service::Service;
 
-use crate::handles::{Handles, PolicyHandle};
+use crate::handles::{Handles, KeepAlive, PolicyHandle};
 use crate::metrics::{Direction, Record, RecordFuture, RecordLayer};
 use retry::Dispatch;
 use split::{Split, SplitFuture};
@@ -49,12 +49,14 @@ type Stack<B> = Record<Split<Dispatch<B>>>;
 /// Calls mesh services. Cheap to clone; clones share connections.
 pub struct MeshClient<B> {
     stack: Stack<B>,
+    _keep_alive: KeepAlive,
 }
 
 impl<B> Clone for MeshClient<B> {
     fn clone(&self) -> Self {
         Self {
             stack: self.stack.clone(),
+            _keep_alive: self._keep_alive.clone(),
         }
     }
 }
@@ -82,7 +84,10 @@ impl<B: OutboundBody> MeshClient<B> {
             &RecordLayer::new(handles.metrics.clone(), Direction::Outbound),
             split,
         );
-        Self { stack }
+        Self {
+            stack,
+            _keep_alive: handles.keep_alive,
+        }
     }
 
     /// How long a request waits for a service's endpoints to arrive before failing (zero: it

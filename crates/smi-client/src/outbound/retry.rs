@@ -196,9 +196,14 @@ impl<B: OutboundBody> Future for DispatchFuture<B> {
                 }
                 State::Sending { conns, sent, .. } => {
                     let (sender, sent) = ready!(sent.as_mut().poll(cx));
+                    let conns = conns.clone();
                     conns.release(sender);
                     match sent {
-                        Ok(response) => return Poll::Ready(Ok(response)),
+                        Ok(response) => {
+                            // The request is no longer in flight on that endpoint.
+                            this.state = State::Pick;
+                            return Poll::Ready(Ok(response));
+                        }
                         Err(SendError::NotSent(unsent, source)) if this.unsent_retries > 0 => {
                             tracing::debug!(addr = %conns.addr, error = %source, "connection closing; sending on a new one");
                             this.unsent_retries -= 1;

@@ -220,7 +220,10 @@ where
                     policy,
                     backend,
                 };
-                let sent = split.inner.call(routed).await;
+                let sent = match std::future::poll_fn(|cx| split.inner.poll_ready(cx)).await {
+                    Ok(()) => split.inner.call(routed).await,
+                    Err(e) => Err(e),
+                };
                 labels.route = if sent.is_ok() { "sent" } else { "error" }.into();
                 return match sent {
                     Ok(value) => Ok(Labelled { value, labels }),

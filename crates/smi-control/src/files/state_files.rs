@@ -59,14 +59,21 @@ pub(crate) fn read_secret(path: &Path) -> Result<Option<String>, StoreError> {
         .map_err(|_| invalid(path, "not UTF-8 text".into()))
 }
 
-/// Replaces `path` with `bytes` in one step (rename of a temporary file created with `mode`).
+/// Replaces `path` with `bytes` in one step (rename of a temporary file created with `mode`),
+/// and syncs the directory, so that the new entry survives a crash (the version mark must never
+/// roll back).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
     let tmp = write_temp(path, bytes, mode)?;
-    let renamed = fs::rename(&tmp, path).map_err(|source| io(path, source));
-    if renamed.is_err() {
+    if let Err(source) = fs::rename(&tmp, path) {
         let _ = fs::remove_file(&tmp);
+        return Err(io(path, source));
     }
-    renamed
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| io(dir, source))?;
+    }
+    Ok(())
 }
 
 /// Creates `path` with `bytes` unless it exists: `Ok(false)` when it did. The temporary file is
