@@ -97,6 +97,15 @@ pub fn policy_state(version: u64, yaml: &str, endpoints: &[(&str, Vec<Endpoint>)
     )
 }
 
+/// The same state as a workload that lists its `calls` sees it (not `*`): a service it lacks
+/// is one the workload does not call.
+pub fn with_listed_calls(state: PolicyState) -> PolicyState {
+    PolicyState {
+        subscribed_to_all: false,
+        ..state
+    }
+}
+
 /// The same state with these identities revoked (the control's deny list).
 pub fn revoke(state: PolicyState, revoked: &[SpiffeId]) -> PolicyState {
     PolicyState {

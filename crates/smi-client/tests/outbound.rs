@@ -19,7 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use smi_client::control::Credentials;
 use smi_client::mesh::Endpoint;
-use smi_client::test_util::{TestCa, policy_state, revoke};
+use smi_client::test_util::{TestCa, policy_state, revoke, with_listed_calls};
 use smi_client::{Handles, MeshClient, OutboundError};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -334,6 +334,19 @@ async fn the_wait_for_endpoints_is_bounded() {
     let error = get(&client, "bookstore.bookstore").await.unwrap_err();
     assert!(matches!(error, OutboundError::UnknownService(_)), "{error}");
     assert_eq!(started.elapsed(), Duration::from_secs(2));
+
+    // A workload that lists its calls has every one of them in its view: a service it lacks is
+    // one it does not call, refused at once.
+    let (handles, client) = f.client("", &[]);
+    handles
+        .policy
+        .set(with_listed_calls(policy_state(2, "", &[])));
+    let started = tokio::time::Instant::now();
+    let error = get(&client, "bookwarehouse.bookwarehouse")
+        .await
+        .unwrap_err();
+    assert!(matches!(error, OutboundError::UnknownService(_)), "{error}");
+    assert_eq!(started.elapsed(), Duration::ZERO);
 }
 
 #[tokio::test]

@@ -34,6 +34,10 @@ pub struct PolicyState {
     pub snapshot: Snapshot,
     /// namespace -> service -> endpoints (nested, so lookups by `&str` allocate nothing).
     pub(crate) endpoints: HashMap<String, HashMap<String, ServiceEndpoints>>,
+    /// Whether the workload subscribed to every service (`calls: *`). With a list, every
+    /// service on it is in the view (with no endpoints, if none are known), so a service the
+    /// view lacks is one the workload does not call: waiting for it cannot help.
+    pub(crate) subscribed_to_all: bool,
 }
 
 impl PolicyState {
@@ -41,6 +45,7 @@ impl PolicyState {
     pub(crate) fn empty(trust_domain: &str) -> Self {
         Self {
             version: 0,
+            subscribed_to_all: true,
             snapshot: Snapshot::compile(
                 PolicySet::default(),
                 Options::default().trust_domain(trust_domain),
@@ -105,6 +110,7 @@ impl PolicyState {
             version: update.version,
             snapshot: Snapshot::compile(policy, options).with_revoked(&revoked),
             endpoints,
+            subscribed_to_all: true,
         })
     }
 
@@ -146,6 +152,7 @@ impl PolicyState {
             version,
             snapshot,
             endpoints,
+            subscribed_to_all: true,
         }
     }
 
@@ -174,6 +181,12 @@ impl PolicyState {
                         .iter()
                         .any(|e| e.addr == addr && e.identity == *identity)
                 })
+    }
+
+    /// Whether a service this view lacks may still arrive: before the first update, or when the
+    /// workload subscribed to every service.
+    pub fn may_learn_services(&self) -> bool {
+        self.version == 0 || self.subscribed_to_all
     }
 
     /// Whether the control told us about this service at all (we subscribed to it).

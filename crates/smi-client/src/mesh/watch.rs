@@ -73,6 +73,7 @@ async fn session(inner: &Inner, backoff: &mut Backoff) -> Result<(), ClientError
 
 fn apply(inner: &Inner, update: &v1::PolicyUpdate) -> Result<(), String> {
     let mut state = PolicyState::compile(update, &inner.policy.identity().trust_domain)?;
+    state.subscribed_to_all = inner.config.calls.iter().any(|c| c == "*");
     if update.endpoints_partial {
         state.keep_endpoints_unknown_here(&inner.policy.load());
     }

@@ -5,8 +5,9 @@
 //! without a port). A service whose endpoints have not arrived yet (a workload that just
 //! started, a server that registered a moment ago) is waited for, up to the client's endpoint
 //! wait ([`super::DEFAULT_ENDPOINT_WAIT`] by default), re-routing on every policy update; then
-//! the request fails with `UnknownService` or `NoEndpoints`. Every answer carries the labels of
-//! its edge for the metrics layer.
+//! the request fails with `UnknownService` or `NoEndpoints`. A service missing from a workload
+//! that lists its `calls` is not waited for: the list is what the view holds, so the service is
+//! one it does not call. Every answer carries the labels of its edge for the metrics layer.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -119,10 +120,12 @@ fn route<B>(
     let namespace = service.namespace;
     let Some(known) = policy.service(namespace, backend) else {
         let name = format!("{namespace}/{backend}");
-        return Err(Unrouted::NotYet(
-            OutboundError::UnknownService(name.clone()),
-            name.into(),
-        ));
+        let error = OutboundError::UnknownService(name.clone());
+        return Err(if policy.may_learn_services() {
+            Unrouted::NotYet(error, name.into())
+        } else {
+            Unrouted::Refused(error, name.into())
+        });
     };
     let label: StringValue = known.label.clone().into();
     if known.endpoints.is_empty() {
