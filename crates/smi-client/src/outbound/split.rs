@@ -216,7 +216,7 @@ where
         let policy = split.policy.load_full();
         let (error, destination) = match route(&policy, &authority, &request) {
             Ok(backend) => {
-                let mut labels = split.labels(backend.label.clone().into());
+                let labels = split.labels(backend.label.clone().into());
                 let routed = Routed {
                     request,
                     authority,
@@ -227,11 +227,7 @@ where
                     Ok(()) => split.inner.call(routed).await,
                     Err(e) => Err(e),
                 };
-                labels.route = if sent.is_ok() { "sent" } else { "error" }.into();
-                return match sent {
-                    Ok(value) => Ok(Labelled { value, labels }),
-                    Err(value) => Err(Labelled { value, labels }),
-                };
+                return answered(sent, labels);
             }
             Err(Unrouted::Refused(value, destination)) => {
                 return Err(Labelled {
@@ -248,6 +244,17 @@ where
                 labels: split.labels(destination),
             });
         }
+    }
+}
+
+/// The backend's answer with its edge: route `sent`, or `error` when it failed. (Returned by
+/// value like every `Answer`: it is moved into the future's output, not boxed per request.)
+#[allow(clippy::result_large_err)]
+fn answered(sent: Result<Response<Incoming>, OutboundError>, mut labels: EdgeLabels) -> Answer {
+    labels.route = if sent.is_ok() { "sent" } else { "error" }.into();
+    match sent {
+        Ok(value) => Ok(Labelled { value, labels }),
+        Err(value) => Err(Labelled { value, labels }),
     }
 }
 
@@ -279,16 +286,12 @@ where
         match self.project() {
             SplitProj::Dispatched { inner, labels } => {
                 let sent = ready!(inner.poll(cx));
-                let mut labels = labels.take().unwrap_or_else(|| EdgeLabels {
+                let labels = labels.take().unwrap_or_else(|| EdgeLabels {
                     source: "unknown".into(),
                     destination: "unknown".into(),
                     route: "error".into(),
                 });
-                labels.route = if sent.is_ok() { "sent" } else { "error" }.into();
-                Poll::Ready(match sent {
-                    Ok(value) => Ok(Labelled { value, labels }),
-                    Err(value) => Err(Labelled { value, labels }),
-                })
+                Poll::Ready(answered(sent, labels))
             }
             SplitProj::Refused { refusal } => match refusal.take() {
                 Some(refusal) => Poll::Ready(Err(refusal)),
