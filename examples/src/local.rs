@@ -44,7 +44,8 @@ impl LocalControl {
         })
     }
 
-    /// Mesh settings for a workload of `identity` (`ns/sa`) that may serve `serves`.
+    /// Mesh settings for a workload of `identity` (`ns/sa`) that may serve `serves`, named
+    /// after its service account (workload and pod, for the metrics).
     pub fn workload(&self, identity: &str, serves: &[&str]) -> Result<MeshConfig, Error> {
         let store = CaStore::new(&self.state);
         let ca = store.load(DEFAULT_TRUST_DOMAIN)?;
@@ -57,7 +58,11 @@ impl LocalControl {
             ca.bundle(),
         );
         let addr = ControlAddr::parse(&self.running.api_addr.to_string())?;
-        Ok(MeshConfig::new(addr, token).workload(identity))
+        let name = identity.rsplit('/').next().unwrap_or(identity);
+        Ok(MeshConfig::new(addr, token)
+            .workload(identity)
+            .workload_name(name)
+            .pod_name(name))
     }
 
     pub async fn stop(self) {

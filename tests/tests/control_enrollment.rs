@@ -104,6 +104,7 @@ async fn a_csr_asking_for_another_identity_is_refused() {
         .certify(v1::CertifyRequest {
             csr_der: csr.der().to_vec(),
             token,
+            names: None,
         })
         .await
         .unwrap_err();

@@ -7,6 +7,7 @@
 //! - [`TlsHandle`]: the current client and server TLS configurations (swapped on renewal).
 //! - [`Metrics`]: where requests are recorded.
 //! - [`StatusHandle`]: what the workload reports about itself (its admin endpoint's `/status`).
+//! - [`TraceHandle`]: where spans go, if anywhere.
 //!
 //! Every read is an `ArcSwap` load: no lock, no allocation.
 //!
@@ -21,6 +22,7 @@ use tokio::sync::watch;
 
 use crate::mesh::{MeshStatus, PolicyState};
 use crate::metrics::Metrics;
+use crate::trace::TraceHandle;
 
 /// The current policy and endpoints, and who we are. Cheap to clone; clones see the same
 /// policy.
@@ -155,6 +157,8 @@ pub struct Handles {
     pub tls: TlsHandle,
     pub metrics: Metrics,
     pub status: StatusHandle,
+    /// Where spans go (none by default: no spans, see [`crate::trace`]).
+    pub trace: TraceHandle,
     /// The mesh's tasks, when the handles are a mesh's.
     pub keep_alive: KeepAlive,
 }
@@ -172,8 +176,16 @@ impl Handles {
             tls,
             metrics,
             status,
+            trace: TraceHandle::default(),
             keep_alive: KeepAlive::default(),
         }
+    }
+
+    /// The same handles, recording spans to `trace`'s sink.
+    #[must_use]
+    pub fn with_trace(mut self, trace: TraceHandle) -> Self {
+        self.trace = trace;
+        self
     }
 
     /// Handles that keep `owner` alive while any clone of them lives.

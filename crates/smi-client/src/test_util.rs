@@ -9,13 +9,19 @@
 
 use std::time::{Duration, SystemTime};
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, CustomExtension, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    SanType,
+};
+use rustls::pki_types::CertificateDer;
+use smi_core::san::{WORKLOAD_OID, workload_extension};
+use smi_core::telemetry::Workload;
 use smi_core::{Format, Options, ServiceAccount, ServiceRef, Snapshot, SpiffeId, WorkloadNames};
 
 use crate::control::Credentials;
 use crate::handles::{Handles, PolicyHandle, StatusHandle, TlsHandle};
 use crate::mesh::{Endpoint, MeshStatus, PolicyState};
-use crate::metrics::Metrics;
+use crate::metrics::{LocalNames, Metrics, MetricsOptions};
 
 const TRUST_DOMAIN: &str = smi_core::DEFAULT_TRUST_DOMAIN;
 
@@ -51,8 +57,24 @@ impl TestCa {
     }
 
     /// Credentials for `account` (`ns/name`) that may serve `serves` (`ns/name` each), valid
-    /// for an hour, named as the control's CA names workloads.
+    /// for an hour, named as the control's CA names workloads (without workload names).
     pub fn credentials(&self, account: &str, serves: &[&str]) -> Credentials {
+        self.issue(account, serves, None)
+    }
+
+    /// [`TestCa::credentials`] whose certificate also names its workload and pod, in the
+    /// extension the control's CA writes (`smi_core::san::WORKLOAD_OID`).
+    pub fn workload_credentials(
+        &self,
+        account: &str,
+        serves: &[&str],
+        workload: &str,
+        pod: &str,
+    ) -> Credentials {
+        self.issue(account, serves, Some((workload, pod)))
+    }
+
+    fn issue(&self, account: &str, serves: &[&str], workload: Option<(&str, &str)>) -> Credentials {
         let account: ServiceAccount = account.parse().expect("an account ns/name");
         let serves = serves
             .iter()
@@ -65,6 +87,16 @@ impl TestCa {
             params
                 .subject_alt_names
                 .push(SanType::URI(uri.try_into().expect("a URI SAN")));
+        }
+        if let Some((name, pod)) = workload {
+            let names = Workload::new(&account.namespace, name, pod);
+            names.check().expect("valid workload names");
+            params
+                .custom_extensions
+                .push(CustomExtension::from_oid_content(
+                    WORKLOAD_OID,
+                    workload_extension(&names),
+                ));
         }
         let key = KeyPair::generate().expect("a workload key");
         let leaf = params.signed_by(&key, &self.issuer).expect("a signed leaf");
@@ -145,8 +177,24 @@ impl Handles {
                 connected: true,
                 watch_failures: 0,
                 last_watch_error: None,
+                reports_sent: 0,
+                reports_failed: 0,
             }
         });
-        Handles::new(policy, tls, Metrics::new(), status)
+        let metrics = Metrics::with_options(local_names(credentials), &MetricsOptions::default());
+        Handles::new(policy, tls, metrics, status)
     }
+}
+
+/// What the metrics call a test workload: the names its certificate carries, or else its
+/// service account's name for both workload and pod.
+fn local_names(credentials: &Credentials) -> LocalNames {
+    let id = credentials.spiffe_id();
+    let leaf = credentials.chain_der().first().expect("a leaf certificate");
+    let presented =
+        smi_tls::peer_identity(&CertificateDer::from(leaf.as_slice())).expect("a test identity");
+    let workload = presented.workload.unwrap_or_else(|| {
+        Workload::new(id.namespace(), id.service_account(), id.service_account())
+    });
+    LocalNames::new(id, workload, presented.serves)
 }

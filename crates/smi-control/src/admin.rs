@@ -1,8 +1,9 @@
-//! The admin HTTP server (axum): health, readiness, Prometheus metrics, and debug views.
+//! The admin HTTP server (axum): health, readiness, Prometheus metrics, debug views, and the
+//! SMI TrafficMetrics API (`/apis/metrics.smi-spec.io/v1alpha1/...`, [`crate::telemetry::routes`]).
 //!
 //! It listens on loopback by default. Every request must name it in `Host` (see [`access`]:
 //! against DNS rebinding), and with a token configured, everything but `/healthz`, `/readyz`
-//! and `/metrics` needs `Authorization: Bearer <token>`.
+//! and `/metrics` (so `/debug/*` and `/apis/*`) needs `Authorization: Bearer <token>`.
 
 mod access;
 
@@ -21,14 +22,20 @@ use serde_json::json;
 
 use crate::hub::Hub;
 use crate::status::Status;
+use crate::telemetry::{MetricsState, TelemetryStore, routes};
 
 #[derive(Clone, Debug)]
 pub struct AdminState {
     pub hub: Arc<Hub>,
     pub status: Arc<Status>,
+    pub telemetry: Arc<TelemetryStore>,
 }
 
 pub fn router(state: AdminState, access: Access) -> Router {
+    let metrics_api = routes::router(MetricsState {
+        telemetry: state.telemetry.clone(),
+        hub: state.hub.clone(),
+    });
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))
@@ -36,6 +43,7 @@ pub fn router(state: AdminState, access: Access) -> Router {
         .route("/debug/policy", get(policy))
         .route("/debug/workloads", get(workloads))
         .with_state(state)
+        .merge(metrics_api)
         // Around the fallback too: an unknown path is refused like a known one.
         .layer(from_fn_with_state(access, access::guard))
 }
@@ -53,9 +61,10 @@ pub fn warn_if_exposed(addr: SocketAddr, token: bool) {
 }
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
-    let body = s
+    let mut body = s
         .status
         .prometheus(s.hub.subscribers(), s.hub.latest().endpoint_count());
+    body.push_str(&s.telemetry.prometheus());
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

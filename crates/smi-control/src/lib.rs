@@ -7,6 +7,7 @@
 //!   (protobuf only there and in [`wire`] and [`chunk`]).
 //! - [`ca`], [`enroll`], [`revocation`]: the certificate authority, authentication, the deny
 //!   list and token uses.
+//! - [`telemetry`]: workloads' traffic reports, their store, and the SMI TrafficMetrics API.
 //! - [`cli`]: the `smictl` commands.
 #![forbid(unsafe_code)]
 
@@ -25,5 +26,6 @@ pub mod revocation;
 pub mod serve;
 pub mod source;
 pub mod status;
+pub mod telemetry;
 pub mod traits;
 pub mod wire;

@@ -1,6 +1,12 @@
 //! Quotas: bounds on what one workload can make the control hold, compute or send, so that no
 //! single workload can stall what the others depend on (a revocation reaching them, a new
 //! workload enrolling). Every limit is per identity or per connection, checked before the work.
+//!
+//! Telemetry reports (the Report RPC) are bounded too: edges per report, the length of each of
+//! their strings, latency bins per edge (at most [`smi_core::telemetry::sketch::BINS`], 1,200:
+//! the sketch's own size, not a quota), instances and pods remembered per identity, and series
+//! per reporting pod. With the store's hour of history in at most 121 slots per series
+//! ([`crate::telemetry::ring`]), that bounds what one identity can make the control hold.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,6 +33,26 @@ pub struct Quotas {
     pub workload_name_bytes: usize,
     /// Bytes of the reason in a rejecting Ack. Default 4,096.
     pub ack_error_bytes: usize,
+    /// Edges one Report may carry. Default 1,000 (a workload reports one per peer workload,
+    /// service, backend and route it saw in the interval; a report with more is refused whole).
+    pub report_edges: usize,
+    /// Bytes of each string in a Report: its instance id, and each edge's peer SPIFFE ID,
+    /// service, backend and route. Default 512 (a SPIFFE ID of a 63-byte namespace and a
+    /// 253-byte ServiceAccount, with room for the trust domain). Workload and pod names are
+    /// Kubernetes names (63 and 253 bytes), checked as such.
+    pub report_text_bytes: usize,
+    /// Instances (processes) of one identity whose last counted report the control remembers,
+    /// so that a retried report counts once. Default 1,024; past it the instance heard from
+    /// longest ago is forgotten (a retry of its last report, if it is still alive, would count
+    /// twice). An instance silent for an hour is forgotten too.
+    pub report_instances_per_identity: usize,
+    /// Pods of one identity whose telemetry the control holds. Default 1,024. A report from
+    /// another pod is refused (RESOURCE_EXHAUSTED) until one of them has been silent for an hour.
+    pub telemetry_pods_per_identity: usize,
+    /// Series one reporting pod may hold (a series: one direction, peer workload and pod,
+    /// service, backend and route). Default 2,000. Past it, new series are dropped (their
+    /// existing ones go on) and counted in `smi_control_telemetry_series_dropped_total`.
+    pub telemetry_series_per_workload: usize,
 }
 
 impl Default for Quotas {
@@ -40,6 +66,11 @@ impl Default for Quotas {
             services_per_watch: 1_024,
             workload_name_bytes: 253,
             ack_error_bytes: 4_096,
+            report_edges: 1_000,
+            report_text_bytes: 512,
+            report_instances_per_identity: 1_024,
+            telemetry_pods_per_identity: 1_024,
+            telemetry_series_per_workload: 2_000,
         }
     }
 }

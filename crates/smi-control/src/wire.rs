@@ -3,6 +3,9 @@
 //! ([`ServiceRef`], [`SocketAddr`], [`SpiffeId`]), a workload's view is a [`View`], and the
 //! policy is the `smi_core` model; messages are made here, just before they are sent, and read
 //! here, just after they arrive. (The model's own conversions are `smi_core::proto`'s.)
+//! Telemetry reports are read in [`report`].
+
+pub mod report;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -242,6 +245,7 @@ mod tests {
             spiffe_id: ID.parse().unwrap(),
             serves: vec![ServiceRef::new("shop", "web")],
             not_after: std::time::SystemTime::now(),
+            workload: None,
         };
         let sub = subscription(&peer, &["*".into(), "shop/db".into()]).unwrap();
         assert!(sub.all);

@@ -10,6 +10,7 @@ pub mod policy;
 #[cfg(feature = "proto")]
 pub mod proto;
 pub mod san;
+pub mod telemetry;
 pub mod token;
 
 pub use identity::{

@@ -7,6 +7,14 @@
 //! own certificate has `localhost` and IPs) are not service names and are ignored.
 
 use crate::identity::{IdentityError, ServiceRef, SpiffeId};
+use crate::telemetry::Workload;
+
+/// `1.3.6.1.4.1.32473.764.2`: a workload certificate's workload and pod names (under RFC 5612's
+/// documentation number, as the control's first-enrollment extension `...764.1`).
+pub const WORKLOAD_OID: &[u64] = &[1, 3, 6, 1, 4, 1, 32473, 764, 2];
+
+/// DER tag of `UTF8String`.
+const UTF8_STRING: u8 = 0x0c;
 
 /// What a workload certificate names.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +38,36 @@ pub enum SanError {
     SpiffeIdCount(usize),
     #[error(transparent)]
     SpiffeId(#[from] IdentityError),
+}
+
+/// The [`WORKLOAD_OID`] extension's value for `workload`: DER `UTF8String` `<workload>/<pod>`.
+pub fn workload_extension(workload: &Workload) -> Vec<u8> {
+    let text = format!("{}/{}", workload.name, workload.pod);
+    let mut der = vec![UTF8_STRING];
+    match text.len() {
+        len @ 0..=127 => der.push(len as u8),
+        len @ 128..=255 => der.extend([0x81, len as u8]),
+        len => der.extend([0x82, (len >> 8) as u8, len as u8]),
+    }
+    der.extend_from_slice(text.as_bytes());
+    der
+}
+
+/// Reads a [`WORKLOAD_OID`] extension's value back, in `namespace` (the SPIFFE ID's). `None`
+/// for anything but a well-formed value with Kubernetes-valid names.
+pub fn workload_from_extension(der: &[u8], namespace: &str) -> Option<Workload> {
+    let (len, text) = match der {
+        [UTF8_STRING, 0x81, len, text @ ..] if *len >= 128 => (usize::from(*len), text),
+        [UTF8_STRING, 0x82, hi, lo, text @ ..] => (usize::from(*hi) << 8 | usize::from(*lo), text),
+        [UTF8_STRING, len, text @ ..] if *len < 128 => (usize::from(*len), text),
+        _ => return None,
+    };
+    if text.len() != len {
+        return None;
+    }
+    let (name, pod) = std::str::from_utf8(text).ok()?.split_once('/')?;
+    let workload = Workload::new(namespace, name, pod);
+    workload.check().ok().map(|()| workload)
 }
 
 impl WorkloadNames {
@@ -104,6 +142,33 @@ mod tests {
             DEFAULT_CLUSTER_DOMAIN,
         );
         assert_eq!(read, Ok(names));
+    }
+
+    #[test]
+    fn workload_names_read_back_from_their_extension_and_bad_values_are_unknown() {
+        let workload = Workload::new("bookstore", "bookstore-v1", "bookstore-v1-5d8f7c9b4-x2x7q");
+        let der = workload_extension(&workload);
+        assert_eq!(workload_from_extension(&der, "bookstore"), Some(workload));
+        let long = Workload::new("ns", "w", "p".repeat(200));
+        assert_eq!(
+            workload_from_extension(&workload_extension(&long), "ns"),
+            Some(long)
+        );
+        assert_eq!(
+            workload_from_extension(&der[..der.len() - 1], "bookstore"),
+            None
+        );
+        assert_eq!(
+            workload_from_extension(b"\x0c\x03a/B", "ns"),
+            None,
+            "not a Kubernetes name"
+        );
+        assert_eq!(workload_from_extension(b"\x0c\x02ab", "ns"), None, "no pod");
+        assert_eq!(
+            workload_from_extension(b"\x04\x03a/b", "ns"),
+            None,
+            "not a UTF8String"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::task::{Context, Poll, ready};
 
 use smi_client::{Handles, KeepAlive};
 use smi_tls::accept::incoming_with;
-use smi_tls::peer_spiffe_id;
+use smi_tls::{PeerIdentityError, peer_identity};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
@@ -84,18 +84,24 @@ impl MeshIncoming {
         };
         let (tcp, session) = tls.get_ref();
         let addr = tcp.peer_addr().unwrap_or(local);
-        let identity = match peer_spiffe_id(session.peer_certificates()) {
-            Ok(identity) => identity,
+        let presented = session
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .ok_or(PeerIdentityError::NoCertificate)
+            .and_then(peer_identity);
+        let presented = match presented {
+            Ok(presented) => presented,
             Err(reason) => {
                 tracing::debug!(%addr, %reason, "connection without a usable SPIFFE ID; closing");
                 return None;
             }
         };
         // Over the limit: dropping `tls` closes the connection.
-        let slot = self.slots.take(&identity)?;
+        let slot = self.slots.take(&presented.spiffe_id)?;
+        let peer = Peer::with_workload(presented.spiffe_id, presented.workload, addr, local);
         Some(Ok(MeshStream {
             inner: tls,
-            peer: Peer::new(identity, addr, local),
+            peer,
             _slot: slot,
         }))
     }

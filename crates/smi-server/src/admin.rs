@@ -1,6 +1,7 @@
 //! An optional admin endpoint for a workload (plain HTTP; bind it to loopback): `GET /metrics`
-//! (Prometheus text of the mesh layers' request metrics) and `GET /status` (ready, policy
-//! version, certificate expiry, connected to the control service).
+//! (Prometheus text of the mesh layers' request metrics, in our schema and Istio's) and
+//! `GET /status` (ready, policy version, certificate expiry, connected to the control service,
+//! traffic reports sent and failed).
 
 use std::convert::Infallible;
 use std::io;
@@ -52,11 +53,13 @@ fn answer(handles: &Handles, request: &Request<Incoming>) -> Response<Full<Bytes
                 StatusCode::OK,
                 "text/plain; charset=utf-8",
                 format!(
-                    "identity: {}\nready: {}\npolicy_version: {}\ncertificate_expires_unix: {expires}\nconnected: {}\n",
+                    "identity: {}\nready: {}\npolicy_version: {}\ncertificate_expires_unix: {expires}\nconnected: {}\nreports_sent: {}\nreports_failed: {}\n",
                     handles.policy.identity(),
                     s.ready,
                     s.policy_version,
-                    s.connected
+                    s.connected,
+                    s.reports_sent,
+                    s.reports_failed
                 ),
             )
         }

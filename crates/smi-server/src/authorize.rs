@@ -13,7 +13,8 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{Either, Full};
 use smi_client::metrics::{
-    Direction, EdgeLabels, Labelled, Record, RecordFuture, RecordLayer, StringValue,
+    Direction, EdgeLabels, Labelled, Metrics, Protocol, Record, RecordFuture, RecordLayer,
+    StringValue,
 };
 use smi_client::{Handles, KeepAlive, PolicyHandle};
 use smi_core::policy::{self, HttpRequest};
@@ -22,6 +23,7 @@ use tower_service::Service;
 
 use crate::canonical::{Invalid, authority, canonicalize};
 use crate::peer::Peer;
+use crate::trace::{ServerTrace, ServerTraceLayer, TraceFuture};
 
 /// Enforces SMI policy in front of a service served with [`crate::serve`], and records each
 /// request in the mesh's metrics (inbound edges, through the same metrics layer as outbound).
@@ -32,7 +34,9 @@ use crate::peer::Peer;
 #[derive(Clone, Debug)]
 pub struct AuthorizeLayer {
     policy: PolicyHandle,
+    metrics: Metrics,
     record: RecordLayer,
+    trace: ServerTraceLayer,
     keep_alive: KeepAlive,
 }
 
@@ -41,7 +45,9 @@ impl AuthorizeLayer {
     pub fn new(handles: impl Into<Handles>) -> Self {
         let handles = handles.into();
         Self {
+            trace: ServerTraceLayer::new(&handles),
             record: RecordLayer::new(handles.metrics.clone(), Direction::Inbound),
+            metrics: handles.metrics,
             policy: handles.policy,
             keep_alive: handles.keep_alive,
         }
@@ -52,17 +58,19 @@ impl<S> Layer<S> for AuthorizeLayer {
     type Service = Authorize<S>;
 
     fn layer(&self, inner: S) -> Authorize<S> {
-        Authorize(self.record.layer(Decide {
+        Authorize(self.record.layer(self.trace.layer(Decide {
             inner,
             policy: self.policy.clone(),
+            metrics: self.metrics.clone(),
             _keep_alive: self.keep_alive.clone(),
-        }))
+        })))
     }
 }
 
-/// The service [`AuthorizeLayer`] makes: metrics around the decision around the application.
+/// The service [`AuthorizeLayer`] makes: metrics around the trace span (`crate::trace`) around the
+/// decision around the application.
 #[derive(Clone, Debug)]
-pub struct Authorize<S>(Record<Decide<S>>);
+pub struct Authorize<S>(Record<ServerTrace<Decide<S>>>);
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for Authorize<S>
 where
@@ -89,6 +97,8 @@ where
 pub struct Decide<S> {
     inner: S,
     policy: PolicyHandle,
+    /// Which of our services a request names (its edge's `service`).
+    metrics: Metrics,
     /// A mesh moved into the layer keeps updating the policy.
     _keep_alive: KeepAlive,
 }
@@ -104,13 +114,15 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(|value| Labelled {
             value,
-            labels: self.labels("unauthenticated".into(), "error".into()),
+            labels: EdgeLabels {
+                service: "unknown".into(),
+                route: "error".into(),
+                ..EdgeLabels::default()
+            },
         })
     }
 
     fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
-        let source = peer_of(&request)
-            .map_or_else(|| "unauthenticated".into(), |p| p.identity_text().into());
         let state = self.policy.load();
         // Decide on the canonical request, and pass on that same request: the application must
         // see the path and headers that were authorized, not another spelling of them.
@@ -121,14 +133,17 @@ where
                     .map_err(Refusal::Denied)
             });
         match decision {
-            Ok(route) => DecideFuture::Allowed {
-                inner: self.inner.call(request),
-                labels: Some(self.labels(source, route)),
-            },
+            Ok(route) => {
+                let labels = self.labels(&request, route, false);
+                DecideFuture::Allowed {
+                    inner: self.inner.call(request),
+                    labels: Some(labels),
+                }
+            }
             Err(refusal) => DecideFuture::Denied {
                 answer: Some(Labelled {
+                    labels: self.labels(&request, refusal.route_label().into(), true),
                     value: refused(&request, refusal),
-                    labels: self.labels(source, refusal.route_label().into()),
                 }),
             },
         }
@@ -154,11 +169,16 @@ impl Refusal {
 }
 
 impl<S> Decide<S> {
-    fn labels(&self, source: StringValue, route: StringValue) -> EdgeLabels {
+    /// The request's edge: the caller's names (made once per connection), the service of ours
+    /// it named, what let it through (or `denied` / `invalid`: a denial).
+    fn labels<B>(&self, request: &Request<B>, route: StringValue, denied: bool) -> EdgeLabels {
         EdgeLabels {
-            source,
-            destination: self.policy.identity_text().clone().into(),
+            peer: peer_of(request).map(|p| p.names().clone()),
+            service: self.metrics.inbound_service(authority(request)),
+            backend: StringValue::EMPTY,
             route,
+            protocol: Protocol::of(request.headers()),
+            denied,
         }
     }
 
@@ -249,7 +269,7 @@ pin_project_lite::pin_project! {
     /// The future of [`Authorize`]: the answer, recorded.
     pub struct AuthorizeFuture<F, ResB> {
         #[pin]
-        inner: RecordFuture<DecideFuture<F, ResB>>,
+        inner: RecordFuture<TraceFuture<DecideFuture<F, ResB>>>,
     }
 }
 
@@ -284,9 +304,9 @@ where
             DecideProj::Allowed { inner, labels } => {
                 let result = std::task::ready!(inner.poll(cx));
                 let labels = labels.take().unwrap_or_else(|| EdgeLabels {
-                    source: "unknown".into(),
-                    destination: "unknown".into(),
+                    service: "unknown".into(),
                     route: "unknown".into(),
+                    ..EdgeLabels::default()
                 });
                 Poll::Ready(match result {
                     Ok(response) => Ok(Labelled {

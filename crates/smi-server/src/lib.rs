@@ -30,6 +30,7 @@ mod peer;
 mod serve;
 mod slots;
 mod tcp;
+mod trace;
 mod upgrade;
 
 pub use accept::{MeshIncoming, MeshStream, accept, accept_with};

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::Arc;
 
+use smi_client::metrics::PeerNames;
 use smi_core::SpiffeId;
+use smi_core::telemetry::Workload;
 
 /// The verified peer of an inbound mTLS connection: a shared handle (every request of the
 /// connection carries a clone), whose fields read through it (`peer.identity`, `peer.addr`).
@@ -21,23 +23,45 @@ pub struct PeerInfo {
     pub addr: SocketAddr,
     /// The local address the connection arrived on (its port is the one policy restricts).
     pub local: SocketAddr,
+    /// The workload and pod its certificate names, when it names them.
+    pub workload: Option<Workload>,
     /// `identity` as text, made once (it labels the metrics of every request).
     identity_text: Arc<str>,
+    /// Its names as the metrics label them, made once.
+    names: Arc<PeerNames>,
 }
 
 impl Peer {
+    /// A peer whose certificate names no workload.
     pub fn new(identity: SpiffeId, addr: SocketAddr, local: SocketAddr) -> Self {
+        Self::with_workload(identity, None, addr, local)
+    }
+
+    /// A peer whose certificate names its workload and pod (`smi_tls::PeerIdentity`).
+    pub fn with_workload(
+        identity: SpiffeId,
+        workload: Option<Workload>,
+        addr: SocketAddr,
+        local: SocketAddr,
+    ) -> Self {
         Self(Arc::new(PeerInfo {
             identity_text: identity.to_string().into(),
+            names: Arc::new(PeerNames::new(&identity, workload.as_ref())),
             identity,
             addr,
             local,
+            workload,
         }))
     }
 
     /// The peer's SPIFFE ID as text, shared.
     pub fn identity_text(&self) -> Arc<str> {
         self.0.identity_text.clone()
+    }
+
+    /// The peer's names as the metrics label its requests, shared.
+    pub fn names(&self) -> &Arc<PeerNames> {
+        &self.0.names
     }
 }
 
@@ -53,6 +77,7 @@ impl std::fmt::Debug for Peer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Peer")
             .field("identity", &self.0.identity_text)
+            .field("workload", &self.0.workload)
             .field("addr", &self.0.addr)
             .field("local", &self.0.local)
             .finish()

@@ -15,29 +15,40 @@ const POLL: Duration = Duration::from_millis(10);
 
 /// `GET path` on `addr` (Host `localhost`); the status and the body as text.
 pub async fn get_text(addr: SocketAddr, path: &str) -> (StatusCode, String) {
+    try_get(addr, path)
+        .await
+        .unwrap_or_else(|e| panic!("GET {path} on {addr}: {e}"))
+}
+
+/// [`get_text`], or `None` when nothing answers yet (a server that is still starting).
+pub async fn try_get_text(addr: SocketAddr, path: &str) -> Option<(StatusCode, String)> {
+    try_get(addr, path).await.ok()
+}
+
+async fn try_get(addr: SocketAddr, path: &str) -> Result<(StatusCode, String), String> {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
-        .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+        .map_err(|e| format!("connecting: {e}"))?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .unwrap_or_else(|e| panic!("HTTP/1.1 to {addr}: {e}"));
+        .map_err(|e| format!("HTTP/1.1: {e}"))?;
     tokio::spawn(connection);
     let request = http::Request::get(path)
         .header("host", "localhost")
         .body(Empty::<Bytes>::new())
-        .unwrap_or_else(|e| panic!("a GET of {path:?}: {e}"));
+        .map_err(|e| format!("a GET of {path:?}: {e}"))?;
     let response = sender
         .send_request(request)
         .await
-        .unwrap_or_else(|e| panic!("GET {path} on {addr}: {e}"));
+        .map_err(|e| e.to_string())?;
     let status = response.status();
     let body = response
         .into_body()
         .collect()
         .await
-        .unwrap_or_else(|e| panic!("the body of GET {path} on {addr}: {e}"))
+        .map_err(|e| format!("the body: {e}"))?
         .to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// `GET path` on `addr`: the body as JSON, or as a JSON string when it is not JSON (Prometheus

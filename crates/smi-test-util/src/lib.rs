@@ -9,6 +9,7 @@
 //! - [`policy_until`], [`status_until`], [`renewals`]: waits on a workload's change
 //!   notifications, with a timeout. [`watch`]: the same on a raw Watch stream; [`admin`]: admin
 //!   views, which have no notification.
+//! - [`prometheus`]: a real Prometheus server scraping workloads, and its query API.
 //! - [`tls`], [`raw`]: hand-made TLS and HTTP clients; [`bookstore`]: the scenario most
 //!   end-to-end tests play.
 //! - [`handles`]: fixed handles (a throwaway CA's credentials, a policy from YAML) for the
@@ -25,6 +26,7 @@ mod control;
 mod live;
 mod local;
 mod process;
+pub mod prometheus;
 pub mod raw;
 mod serve;
 pub mod tls;

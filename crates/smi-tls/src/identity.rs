@@ -3,8 +3,11 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::pki_types::CertificateDer;
+use smi_core::san::{WORKLOAD_OID, workload_from_extension};
+use smi_core::telemetry::Workload;
 use smi_core::{DEFAULT_CLUSTER_DOMAIN, SanError, ServiceRef, SpiffeId, WorkloadNames};
 use x509_parser::extensions::GeneralName;
+use x509_parser::oid_registry::Oid;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// Identity facts from a certificate whose chain TLS has already verified.
@@ -14,6 +17,8 @@ pub struct PeerIdentity {
     /// Services from DNS SANs of the form `name.ns.svc.<cluster-domain>`.
     pub serves: Vec<ServiceRef>,
     pub not_after: SystemTime,
+    /// The workload and pod the CA wrote down for it, when it did (`smi_core::san`).
+    pub workload: Option<Workload>,
 }
 
 /// Why a peer certificate names no usable identity.
@@ -45,7 +50,12 @@ pub fn peer_identity(leaf: &CertificateDer<'_>) -> Result<PeerIdentity, PeerIden
     }
     let names = WorkloadNames::from_sans(uris, dns_names, DEFAULT_CLUSTER_DOMAIN)?;
     let secs = u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0);
+    let workload = Oid::from(WORKLOAD_OID).ok().and_then(|oid| {
+        let ext = cert.extensions().iter().find(|e| e.oid == oid)?;
+        workload_from_extension(ext.value, names.spiffe_id.namespace())
+    });
     Ok(PeerIdentity {
+        workload,
         spiffe_id: names.spiffe_id,
         serves: names.serves,
         not_after: UNIX_EPOCH + Duration::from_secs(secs),

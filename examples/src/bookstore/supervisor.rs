@@ -104,12 +104,18 @@ pub async fn run(options: Options) -> Result<Summary, Error> {
             Duration::from_secs(3600),
             ca.bundle(),
         );
+        // Named as Kubernetes would name a Deployment's only pod, for the metrics.
+        let pod = format!("{}-0", workload.role);
+        let namespace = workload.identity.split('/').next().unwrap_or_default();
         let (process, _, mut lines) = spawn(
             workload.role,
             &[],
             &[
                 ("SMI_CONTROL_ADDR", api.as_str()),
                 ("SMI_TOKEN", token.as_str()),
+                ("SMI_WORKLOAD_NAME", workload.role),
+                ("SMI_POD_NAME", pod.as_str()),
+                ("SMI_NAMESPACE", namespace),
             ],
         )
         .await?;

@@ -209,7 +209,12 @@ async fn run(args: Args) -> Result<(), Error> {
             from_env
         }
     };
-    config = config.calls(["*"]).workload(args.name.clone());
+    // `--name` is the workload's name (SMI_WORKLOAD_NAME may not override it); the pod is the
+    // host's unless SMI_POD_NAME says otherwise.
+    config = config
+        .calls(["*"])
+        .workload(args.name.clone())
+        .workload_name(args.name.clone());
     let mesh = Mesh::start(config).await?;
     let app = App {
         name: args.name.clone().into(),

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rcgen::{CertificateParams, KeyPair};
 use rustls::ClientConfig;
 use smi_core::proto::v1::{self, control_client::ControlClient};
+use smi_core::telemetry::Workload;
 use smi_core::token;
 use tonic::transport::{Channel, Endpoint};
 
@@ -108,21 +109,42 @@ impl ControlAddr {
 }
 
 /// First contact: proves the identity with a join token, trusting only the CA it pins (and, in
-/// it, only the control's own identity).
+/// it, only the control's own identity). Sends no workload names ([`enroll_as`] does).
 pub async fn enroll(addr: &ControlAddr, join_token: &str) -> Result<Credentials, ClientError> {
+    enroll_as(addr, join_token, None).await
+}
+
+/// [`enroll`], telling the control this workload's names (its workload and pod; the namespace
+/// is the identity's, so `names.namespace` is not sent), which the CA writes into the
+/// certificate for peers to read.
+pub async fn enroll_as(
+    addr: &ControlAddr,
+    join_token: &str,
+    names: Option<&Workload>,
+) -> Result<Credentials, ClientError> {
     let claims = token::parse(join_token)?.claims;
     let ca = claims.ca_der()?;
     let tls = smi_tls::Mtls::new(ca.iter().map(Vec::as_slice))
         .and_then(|mtls| mtls.control_client(None, &claims.trust_domain))
         .map_err(|e| ClientError::Invalid(format!("the join token's CA: {e}")))?;
     let channel = addr.connect(tls).await?;
-    certify(channel, join_token).await
+    certify(channel, join_token, names).await
 }
 
 /// Renewal: a new key and certificate for the same identity, authenticated by the current one.
+/// Sends no workload names ([`renew_as`] does).
 pub async fn renew(addr: &ControlAddr, current: &Credentials) -> Result<Credentials, ClientError> {
+    renew_as(addr, current, None).await
+}
+
+/// [`renew`], with this workload's names (as [`enroll_as`]).
+pub async fn renew_as(
+    addr: &ControlAddr,
+    current: &Credentials,
+    names: Option<&Workload>,
+) -> Result<Credentials, ClientError> {
     let channel = connect(addr, current).await?;
-    certify(channel, "").await
+    certify(channel, "", names).await
 }
 
 /// An mTLS channel to the control service with these credentials (for Watch, Ack, Register).
@@ -136,13 +158,21 @@ pub async fn connect(
     addr.connect(tls).await
 }
 
-async fn certify(channel: Channel, join_token: &str) -> Result<Credentials, ClientError> {
+async fn certify(
+    channel: Channel,
+    join_token: &str,
+    names: Option<&Workload>,
+) -> Result<Credentials, ClientError> {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let csr = CertificateParams::default().serialize_request(&key)?;
     let response = control_client(channel)
         .certify(v1::CertifyRequest {
             csr_der: csr.der().to_vec(),
             token: join_token.to_owned(),
+            names: names.map(|w| v1::WorkloadNames {
+                workload: w.name.clone(),
+                pod: w.pod.clone(),
+            }),
         })
         .await?
         .into_inner();

@@ -4,105 +4,43 @@
 //! 70% of its lifetime, and keeps a Watch stream open for policy, endpoints and the trust bundle.
 //! Everything a request needs is behind `ArcSwap`: per-request reads take no lock. When the
 //! control is unreachable the workload keeps its last policy and certificate and reconnects with
-//! jittered backoff.
+//! jittered backoff. Every `report_interval` it reports its traffic statistics to the control
+//! (`report`).
+//!
+//! Its names for telemetry (pod, workload, namespace) come from the configuration or default
+//! from the host name (`names`); they go to the control at enrollment and renewal (the CA
+//! writes them into the certificate, where peers read them) and label its metrics.
 
 mod assemble;
 mod backoff;
+mod config;
+mod names;
 mod register;
 mod renew;
+mod report;
 mod state;
 mod watch;
 
+pub use config::{DEFAULT_REPORT_INTERVAL, MeshConfig, MeshError};
 pub use register::Registration;
+pub use report::MAX_EDGES_PER_REPORT;
 pub use state::{Endpoint, PolicyState, ServiceEndpoints};
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use arc_swap::{ArcSwap, Guard};
 use rustls::{ClientConfig, ServerConfig};
 use smi_core::SpiffeId;
+use smi_core::telemetry::Workload;
 use smi_tls::TlsError;
 use tokio::sync::watch as signal;
 use tokio::task::JoinHandle;
 
-use crate::control::{ClientError, ControlAddr, Credentials, enroll};
+use crate::control::{Credentials, enroll_as};
 use crate::handles::{Handles, PolicyHandle, StatusHandle, TlsHandle};
-use crate::metrics::Metrics;
-
-/// How a workload reaches the control service, and what it subscribes to.
-#[derive(Clone, Debug)]
-pub struct MeshConfig {
-    pub control: ControlAddr,
-    pub token: String,
-    /// Services this workload calls (`ns/name`), or `*` for all: their splits and endpoints are
-    /// sent to it.
-    pub calls: Vec<String>,
-    /// A name for this instance in the control's admin views (e.g. the pod name).
-    pub workload: String,
-    /// How long [`Mesh::start`] waits for the first policy.
-    pub ready_timeout: Duration,
-}
-
-impl MeshConfig {
-    pub fn new(control: ControlAddr, token: impl Into<String>) -> Self {
-        Self {
-            control,
-            token: token.into(),
-            calls: vec!["*".to_owned()],
-            workload: std::process::id().to_string(),
-            ready_timeout: Duration::from_secs(10),
-        }
-    }
-
-    /// From `SMI_CONTROL_ADDR` and `SMI_TOKEN` (or `SMI_TOKEN_FILE`); `SMI_CALLS` is an optional
-    /// comma-separated list of services (default `*`), `SMI_WORKLOAD` an optional name.
-    pub fn from_env() -> Result<Self, MeshError> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let addr = var("SMI_CONTROL_ADDR").ok_or(MeshError::Env("SMI_CONTROL_ADDR is not set"))?;
-        let token = match (var("SMI_TOKEN"), var("SMI_TOKEN_FILE")) {
-            (Some(token), _) => token,
-            (None, Some(path)) => std::fs::read_to_string(&path)
-                .map_err(|e| MeshError::TokenFile(path, e))?
-                .trim()
-                .to_owned(),
-            (None, None) => return Err(MeshError::Env("set SMI_TOKEN or SMI_TOKEN_FILE")),
-        };
-        let mut config = Self::new(ControlAddr::parse(&addr)?, token);
-        if let Some(calls) = var("SMI_CALLS") {
-            config.calls = calls.split(',').map(|s| s.trim().to_owned()).collect();
-        }
-        if let Some(workload) = var("SMI_WORKLOAD") {
-            config.workload = workload;
-        }
-        Ok(config)
-    }
-
-    pub fn calls<I: IntoIterator<Item = S>, S: Into<String>>(mut self, services: I) -> Self {
-        self.calls = services.into_iter().map(Into::into).collect();
-        self
-    }
-
-    pub fn workload(mut self, name: impl Into<String>) -> Self {
-        self.workload = name.into();
-        self
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum MeshError {
-    #[error("{0}")]
-    Env(&'static str),
-    #[error("reading the join token from {0}: {1}")]
-    TokenFile(String, std::io::Error),
-    #[error(transparent)]
-    Control(#[from] ClientError),
-    #[error(transparent)]
-    Tls(#[from] TlsError),
-    #[error("no policy from the control service within {0:?}")]
-    NotReady(Duration),
-}
+use crate::metrics::{LocalNames, Metrics, MetricsOptions};
 
 /// What a workload reports about itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,6 +56,9 @@ pub struct MeshStatus {
     pub watch_failures: u32,
     /// Why the last Watch stream failed, while `watch_failures` > 0.
     pub last_watch_error: Option<String>,
+    /// Traffic reports the control received, and Report RPCs that failed (each is retried).
+    pub reports_sent: u64,
+    pub reports_failed: u64,
 }
 
 /// The workload's handle on the mesh. Cheap to clone; background work stops when the last clone
@@ -132,6 +73,9 @@ pub struct Mesh {
 struct Inner {
     config: MeshConfig,
     credentials: ArcSwap<Credentials>,
+    /// Our names for telemetry, the namespace the identity's.
+    workload: Workload,
+    reports: ReportHealth,
     /// What the data-plane layers read: [`Mesh::handles`] hands out clones.
     policy: PolicyHandle,
     tls: TlsHandle,
@@ -140,6 +84,26 @@ struct Inner {
     status_changes: signal::Sender<u64>,
     connected: AtomicBool,
     watch_health: std::sync::Mutex<WatchHealth>,
+}
+
+/// Report RPCs delivered and failed.
+#[derive(Debug, Default)]
+struct ReportHealth {
+    sent: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Inner {
+    /// A report was delivered (`true`) or its RPC failed.
+    fn reported(&self, delivered: bool) {
+        let counter = if delivered {
+            &self.reports.sent
+        } else {
+            &self.reports.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.status_changes.send_modify(|n| *n += 1);
+    }
 }
 
 /// How the Watch stream fares: failures in a row, and the last one's reason.
@@ -161,25 +125,51 @@ impl Drop for Tasks {
 }
 
 impl Mesh {
-    /// Enrolls, starts renewal and the policy watch, and waits for the first policy.
+    /// Enrolls (sending the workload's names), starts renewal, the policy watch and the
+    /// traffic reports, and waits for the first policy.
     pub async fn start(config: MeshConfig) -> Result<Mesh, MeshError> {
-        let credentials = enroll(&config.control, &config.token).await?;
+        let (pod, name) = names::resolve(&config)?;
+        let mut workload = Workload::new(config.namespace.clone().unwrap_or_default(), name, pod);
+        let credentials = enroll_as(&config.control, &config.token, Some(&workload)).await?;
         let identity = credentials.spiffe_id().clone();
+        let granted = identity.namespace();
+        if let Some(configured) = config.namespace.as_ref().filter(|ns| *ns != granted) {
+            return Err(MeshError::Namespace {
+                configured: configured.clone(),
+                granted: granted.to_owned(),
+                identity: identity.to_string(),
+            });
+        }
+        workload.namespace = granted.to_owned();
+        let metrics = Metrics::with_options(
+            LocalNames::new(&identity, workload.clone(), names::serves(&credentials)),
+            &MetricsOptions {
+                duration_buckets_ms: config.duration_buckets_ms.clone(),
+                osm: config.osm_metrics,
+                ..MetricsOptions::default()
+            },
+        );
         let (status_changes, _) = signal::channel(0);
         let inner = Arc::new(Inner {
             tls: TlsHandle::new(credentials.client_config()?, credentials.server_config()?),
             credentials: ArcSwap::from_pointee(credentials),
             policy: PolicyHandle::new(identity.clone(), PolicyState::empty(&identity.trust_domain)),
+            workload,
+            reports: ReportHealth::default(),
             config,
             status_changes,
             connected: AtomicBool::new(false),
             watch_health: std::sync::Mutex::default(),
-            metrics: Metrics::new(),
+            metrics,
         });
-        let tasks = Tasks(vec![
+        let mut tasks = vec![
             tokio::spawn(watch::run(inner.clone())),
             tokio::spawn(renew::run(inner.clone())),
-        ]);
+        ];
+        if !inner.config.report_interval.is_zero() {
+            tasks.push(tokio::spawn(report::run(inner.clone())));
+        }
+        let tasks = Tasks(tasks);
         let mesh = Mesh {
             inner,
             _tasks: Arc::new(tasks),
@@ -202,6 +192,7 @@ impl Mesh {
             self.inner.metrics.clone(),
             StatusHandle::new(move || inner.status()),
         )
+        .with_trace(self.inner.config.trace.clone())
         .owned_by(self._tasks.clone())
     }
 
@@ -218,6 +209,11 @@ impl Mesh {
     /// This workload's SPIFFE ID as text, shared (it labels every metric).
     pub fn identity_text(&self) -> Arc<str> {
         self.inner.policy.identity_text().clone()
+    }
+
+    /// This workload's names for telemetry: its namespace (the identity's), workload and pod.
+    pub fn workload(&self) -> &Workload {
+        &self.inner.workload
     }
 
     /// Request metrics of this process (both directions); `metrics().prometheus()` renders them.
@@ -256,7 +252,7 @@ impl Mesh {
     }
 
     /// Bumped whenever [`Mesh::status`] may have changed: the certificate was replaced (renewal,
-    /// new bundle), or the Watch stream opened or was lost.
+    /// new bundle), the Watch stream opened or was lost, or a traffic report was sent or failed.
     pub fn status_changed(&self) -> signal::Receiver<u64> {
         self.inner.status_changes.subscribe()
     }
@@ -295,6 +291,8 @@ impl Inner {
             connected: self.connected.load(Ordering::Relaxed),
             watch_failures: health.failures,
             last_watch_error: health.last_error,
+            reports_sent: self.reports.sent.load(Ordering::Relaxed),
+            reports_failed: self.reports.failed.load(Ordering::Relaxed),
         }
     }
 
@@ -332,6 +330,7 @@ impl Inner {
     fn set_credentials(&self, credentials: Credentials) -> Result<(), TlsError> {
         let client = credentials.client_config()?;
         let server = credentials.server_config()?;
+        self.metrics.set_serves(&names::serves(&credentials));
         self.credentials.store(Arc::new(credentials));
         self.tls.store(client, server);
         self.status_changes.send_modify(|n| *n += 1);

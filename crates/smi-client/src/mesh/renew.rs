@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use super::Inner;
 use super::backoff::Backoff;
-use crate::control::renew;
+use crate::control::renew_as;
 
 pub(super) async fn run(inner: Arc<Inner>) {
     let mut backoff = Backoff::new();
@@ -21,7 +21,7 @@ pub(super) async fn run(inner: Arc<Inner>) {
         tokio::time::sleep(wait).await;
         loop {
             let current = inner.credentials.load_full();
-            match renew(&inner.config.control, &current).await {
+            match renew_as(&inner.config.control, &current, Some(&inner.workload)).await {
                 Ok(fresh) => {
                     let expires = fresh.not_after();
                     match inner.set_credentials(fresh) {

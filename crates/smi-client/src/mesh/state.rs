@@ -38,6 +38,23 @@ pub struct PolicyState {
     /// service on it is in the view (with no endpoints, if none are known), so a service the
     /// view lacks is one the workload does not call: waiting for it cannot help.
     pub(crate) subscribed_to_all: bool,
+    /// namespace -> root service of a TrafficSplit -> `namespace/name`, made once (it labels
+    /// the metrics of every request split).
+    pub(crate) split_roots: HashMap<String, HashMap<String, Arc<str>>>,
+}
+
+/// The `namespace/name` labels of every TrafficSplit root in `snapshot`.
+fn split_roots(snapshot: &Snapshot) -> HashMap<String, HashMap<String, Arc<str>>> {
+    let mut roots: HashMap<String, HashMap<String, Arc<str>>> = HashMap::new();
+    for split in &snapshot.policy().splits {
+        let namespace = &split.meta.namespace;
+        roots
+            .entry(namespace.clone())
+            .or_default()
+            .entry(split.service.clone())
+            .or_insert_with(|| format!("{namespace}/{}", split.service).into());
+    }
+    roots
 }
 
 impl PolicyState {
@@ -51,6 +68,7 @@ impl PolicyState {
                 Options::default().trust_domain(trust_domain),
             ),
             endpoints: HashMap::new(),
+            split_roots: HashMap::new(),
         }
     }
 
@@ -106,9 +124,11 @@ impl PolicyState {
                     .map_err(|e| format!("revoked_identities[{i}] {id:?}: {e}"))
             })
             .collect::<Result<Vec<_>, String>>()?;
+        let snapshot = Snapshot::compile(policy, options).with_revoked(&revoked);
         Ok(Self {
             version: update.version,
-            snapshot: Snapshot::compile(policy, options).with_revoked(&revoked),
+            split_roots: split_roots(&snapshot),
+            snapshot,
             endpoints,
             subscribed_to_all: true,
         })
@@ -150,6 +170,7 @@ impl PolicyState {
         }
         Self {
             version,
+            split_roots: split_roots(&snapshot),
             snapshot,
             endpoints,
             subscribed_to_all: true,
@@ -159,6 +180,13 @@ impl PolicyState {
     /// The service `namespace/name`, if the control told us about it (we subscribed to it).
     pub fn service(&self, namespace: &str, name: &str) -> Option<&ServiceEndpoints> {
         self.endpoints
+            .get(namespace)
+            .and_then(|by_name| by_name.get(name))
+    }
+
+    /// `namespace/name` of a TrafficSplit's root service, shared.
+    pub fn split_root_label(&self, namespace: &str, name: &str) -> Option<&Arc<str>> {
+        self.split_roots
             .get(namespace)
             .and_then(|by_name| by_name.get(name))
     }

@@ -1,6 +1,10 @@
 //! [`Record`]: the metrics layer of both sides. It wraps a service that answers with
 //! [`Labelled`] responses and errors, records each request's edge when its response head (or
 //! error) is ready, and hands on the unlabelled value.
+//!
+//! A gRPC call's status is read from the response head's `grpc-status`, where a trailers-only
+//! response (every error tonic returns before a body, and the mesh's own refusals) carries it.
+//! A status in trailers after a body is not read: such a call counts by its HTTP status.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,16 +15,28 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::Metrics;
-use super::schema::{Direction, Labelled, Observation};
+use super::schema::{Direction, Labelled, Observation, Protocol};
 
 /// The status a response head carries, for the `status` label.
 pub trait ResponseStatus {
     fn status_code(&self) -> u16;
+
+    /// The head's `grpc-status`, when it has one (a trailers-only gRPC response).
+    fn grpc_status(&self) -> Option<u32> {
+        None
+    }
 }
 
 impl<B> ResponseStatus for http::Response<B> {
     fn status_code(&self) -> u16 {
         self.status().as_u16()
+    }
+
+    fn grpc_status(&self) -> Option<u32> {
+        self.headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
     }
 }
 
@@ -112,15 +128,22 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R, E>> {
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
-        let (status, labels, result) = match result {
-            Ok(Labelled { value, labels }) => (value.status_code(), labels, Ok(value)),
-            Err(Labelled { value, labels }) => (0, labels, Err(value)),
+        let (status, grpc_status, labels, result) = match result {
+            Ok(Labelled { value, labels }) => {
+                let grpc = match labels.protocol {
+                    Protocol::Grpc => value.grpc_status(),
+                    Protocol::Http => None,
+                };
+                (value.status_code(), grpc, labels, Ok(value))
+            }
+            Err(Labelled { value, labels }) => (0, None, labels, Err(value)),
         };
         if let Some(metrics) = this.metrics.take() {
-            metrics.record(Observation {
+            metrics.record(&Observation {
                 direction: *this.direction,
                 labels,
                 status,
+                grpc_status,
                 duration: this.started.elapsed(),
             });
         }

@@ -1,58 +1,77 @@
-//! Request metrics of a workload, recorded with OpenTelemetry and rendered as Prometheus text.
+//! Request metrics of a workload: per-edge statistics recorded on the request path without a
+//! shared lock, rendered as Prometheus text and reported to the control as deltas.
 //!
-//! Two metrics, shared by the inbound and outbound layers of one process:
-//! `smi_requests_total` (counter) and `smi_request_duration_seconds` (histogram, to the response
-//! head; the counter is rendered from its counts). Their attributes are the one label schema of
-//! [`schema`]: `direction`, then the [`EdgeLabels`] `source`, `destination` and `route`, and
-//! `status`. Both sides record through the same layer, [`Record`].
+//! Both sides record through the same layer, [`Record`], into one [`Metrics`] registry per
+//! process. A series is keyed by (direction, peer identity, peer workload, peer pod, service,
+//! backend, route, protocol, HTTP status, gRPC status) ([`EdgeLabels`] plus the answer); each
+//! holds counts per outcome (`smi_core::telemetry::classify`; refusals by the mesh are
+//! denials) and duration bucket (over both histograms' bounds: `smi_request_duration_seconds`'
+//! and Istio's `istio_request_duration_milliseconds`', so one add serves both), the duration
+//! sum, and a latency sketch of answered requests (`smi_core::telemetry::sketch`, taken by each
+//! report).
+//!
+//! Recording a request looks its series up in a thread-local cache (no lock shared between
+//! cores, no allocation; `cache`) and makes three relaxed atomic adds; the registry's lock is
+//! taken only when a thread first sees a label set, and when rendering or reporting. The number
+//! of series is capped ([`MAX_SERIES`]); past the cap, new series are counted in one `overflow`
+//! series per direction.
+//!
+//! Prometheus families ([`Metrics::prometheus`]): `smi_requests_total` and
+//! `smi_request_duration_seconds` (labels `destination`, `direction`, `route`, `source`,
+//! `status`), both directions; inbound only, Istio's `istio_requests_total` and
+//! `istio_request_duration_milliseconds` (`reporter="destination"`, the workload, namespace and
+//! principal of each side, `response_code`, `destination_service_name`, `request_protocol`,
+//! `grpc_response_status`, `connection_security_policy`), and on request OSM's
+//! `osm_request_total` and `osm_request_duration_ms`.
 
+mod bins;
+mod cache;
+mod deltas;
 mod layer;
+mod local;
+mod prometheus;
+mod registry;
 mod schema;
+mod series;
+mod value;
+
+#[cfg(test)]
+mod tests;
 
 pub use layer::{Record, RecordFuture, RecordLayer, ResponseStatus};
-pub use schema::{Direction, EdgeLabels, Labelled, Observation, StringValue};
-
-use std::fmt::Write;
-use std::sync::{Arc, Weak};
-use std::time::Duration;
-
-use opentelemetry::metrics::{Histogram, MeterProvider as _};
-use opentelemetry::{KeyValue, Value};
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
-use opentelemetry_sdk::metrics::reader::MetricReader;
-use opentelemetry_sdk::metrics::{
-    InstrumentKind, ManualReader, Pipeline, SdkMeterProvider, Temporality,
+pub use local::{
+    ISTIO_DURATION_BUCKETS_MS, LocalNames, MAX_DURATION_BUCKETS, MAX_SERIES, MetricsOptions,
 };
+pub use schema::{Direction, EdgeLabels, Labelled, Observation, PeerNames, Protocol, StringValue};
 
-/// The request counter, rendered from the duration histogram's counts.
-const REQUESTS: &str = "smi_requests_total";
+pub(crate) use deltas::EdgeDelta;
 
-/// Latency buckets, seconds: a proxyless hop is tens of microseconds, a slow backend seconds.
-const BOUNDARIES: [f64; 14] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
-    5.0,
-];
+use std::sync::Arc;
 
-/// The process's request metrics (cheap to clone).
-///
-/// One OpenTelemetry instrument, the duration histogram: `smi_requests_total` is rendered from
-/// its per-series count. Each record costs an attribute-set lookup, so one instrument instead of
-/// two halves the metrics work on the request path. Clones share one instrument (one reference
-/// count per clone: each request's recorder holds one).
-#[derive(Clone)]
-pub struct Metrics(Arc<Instruments>);
+use smi_core::ServiceRef;
 
-struct Instruments {
-    duration: Histogram<f64>,
-    reader: SharedReader,
-    _provider: SdkMeterProvider,
-}
+use registry::Registry;
 
-impl std::fmt::Debug for Metrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Metrics").finish_non_exhaustive()
-    }
+/// The process's request metrics (cheap to clone: clones share one registry).
+#[derive(Clone, Debug)]
+pub struct Metrics(Arc<Registry>);
+
+/// One series' key and counts, as [`Metrics::series`] lists them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeriesSnapshot {
+    pub direction: Direction,
+    pub peer: Option<Arc<PeerNames>>,
+    pub service: StringValue,
+    pub backend: StringValue,
+    pub route: StringValue,
+    pub protocol: Protocol,
+    pub status: u16,
+    pub grpc_status: Option<u32>,
+    pub success: u64,
+    pub failure: u64,
+    pub denied: u64,
+    /// The series past [`MAX_SERIES`], where everything new is counted.
+    pub overflow: bool,
 }
 
 impl Default for Metrics {
@@ -62,174 +81,74 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Metrics whose own names read `unknown` (a [`crate::Mesh`] makes its own with its names).
     pub fn new() -> Self {
-        let reader = SharedReader(Arc::new(
-            ManualReader::builder()
-                .with_temporality(Temporality::Cumulative)
-                .build(),
-        ));
-        let provider = SdkMeterProvider::builder()
-            .with_reader(reader.clone())
-            .build();
-        let meter = provider.meter("smi-mesh");
-        let duration = meter
-            .f64_histogram("smi_request_duration")
-            .with_unit("s")
-            .with_description("Time to the response head.")
-            .with_boundaries(BOUNDARIES.to_vec())
-            .build();
-        Self(Arc::new(Instruments {
-            duration,
-            reader,
-            _provider: provider,
-        }))
+        Self::with_options(LocalNames::unknown(), &MetricsOptions::default())
     }
 
-    pub fn record(&self, o: Observation) {
-        let attributes = [
-            KeyValue::new("direction", o.direction.as_str()),
-            KeyValue::new("source", o.labels.source),
-            KeyValue::new("destination", o.labels.destination),
-            KeyValue::new("route", o.labels.route),
-            KeyValue::new("status", i64::from(o.status)),
-        ];
+    pub fn with_options(local: LocalNames, options: &MetricsOptions) -> Self {
+        Self(Arc::new(Registry::new(local, options)))
+    }
+
+    /// Records one finished request. Takes it by reference: the labels' shared names are
+    /// released by the caller, after.
+    pub fn record(&self, o: &Observation) {
+        self.0.record(o);
+    }
+
+    /// This workload's names, as the metrics label them.
+    pub fn local(&self) -> &LocalNames {
+        &self.0.local
+    }
+
+    /// The service of ours an inbound request's authority names (`namespace/name`, shared),
+    /// or `unknown`: only services this workload serves are named.
+    pub fn inbound_service(&self, authority: Option<&str>) -> StringValue {
+        self.0.service_of(authority)
+    }
+
+    /// Every series with its counts since the start.
+    pub fn series(&self) -> Vec<SeriesSnapshot> {
         self.0
-            .duration
-            .record(o.duration.as_secs_f64(), &attributes);
+            .all_series()
+            .iter()
+            .map(|s| {
+                let [success, failure, denied] = s.counts().outcomes;
+                SeriesSnapshot {
+                    direction: s.key.direction,
+                    peer: s.key.peer.clone(),
+                    service: s.key.service.clone(),
+                    backend: s.key.backend.clone(),
+                    route: s.key.route.clone(),
+                    protocol: s.key.protocol,
+                    status: s.key.status,
+                    grpc_status: s.key.grpc_status.map(u32::from),
+                    success,
+                    failure,
+                    denied,
+                    overflow: s.overflow,
+                }
+            })
+            .collect()
     }
 
     /// Prometheus text exposition (version 0.0.4) of the current values.
     pub fn prometheus(&self) -> String {
-        let mut collected = ResourceMetrics::default();
-        if let Err(e) = self.0.reader.collect(&mut collected) {
-            return format!("# collecting metrics failed: {e}\n");
-        }
-        let mut out = String::new();
-        let histograms = collected
-            .scope_metrics()
-            .flat_map(|scope| scope.metrics())
-            .filter_map(|metric| match metric.data() {
-                AggregatedMetrics::F64(MetricData::Histogram(h)) => Some((metric, h)),
-                _ => None,
-            });
-        for (metric, histogram) in histograms {
-            let _ = writeln!(out, "# HELP {REQUESTS} Requests through the mesh layers.");
-            let _ = writeln!(out, "# TYPE {REQUESTS} counter");
-            for point in histogram.data_points() {
-                let labels = labels(point.attributes(), None);
-                let _ = writeln!(out, "{REQUESTS}{labels} {}", point.count());
-            }
-            let name = format!("{}_seconds", metric.name());
-            let _ = writeln!(out, "# HELP {name} {}", metric.description());
-            let _ = writeln!(out, "# TYPE {name} histogram");
-            for point in histogram.data_points() {
-                let mut cumulative = 0;
-                let bounds: Vec<f64> = point.bounds().collect();
-                for (i, count) in point.bucket_counts().enumerate() {
-                    cumulative += count;
-                    let le = bounds
-                        .get(i)
-                        .map_or_else(|| "+Inf".to_owned(), ToString::to_string);
-                    let labels = labels(point.attributes(), Some(&le));
-                    let _ = writeln!(out, "{name}_bucket{labels} {cumulative}");
-                }
-                let labels = labels(point.attributes(), None);
-                let _ = writeln!(out, "{name}_sum{labels} {}", point.sum());
-                let _ = writeln!(out, "{name}_count{labels} {}", point.count());
-            }
-        }
-        out
-    }
-}
-
-fn labels<'a>(attributes: impl Iterator<Item = &'a KeyValue>, le: Option<&str>) -> String {
-    let mut parts: Vec<String> = attributes
-        .map(|kv| {
-            let value = match &kv.value {
-                Value::String(s) => s.as_str().to_owned(),
-                other => other.to_string(),
-            };
-            format!("{}=\"{}\"", kv.key.as_str(), escape(&value))
-        })
-        .collect();
-    parts.sort();
-    if let Some(le) = le {
-        parts.push(format!("le=\"{le}\""));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", parts.join(","))
-    }
-}
-
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// `ManualReader` is not `Clone`, and the provider takes its reader by value: share it.
-#[derive(Clone, Debug)]
-struct SharedReader(Arc<ManualReader>);
-
-impl MetricReader for SharedReader {
-    fn register_pipeline(&self, pipeline: Weak<Pipeline>) {
-        self.0.register_pipeline(pipeline);
+        prometheus::render(&self.0)
     }
 
-    fn collect(&self, rm: &mut ResourceMetrics) -> OTelSdkResult {
-        self.0.collect(rm)
+    /// The services our (renewed) certificate lets us serve.
+    pub(crate) fn set_serves(&self, serves: &[ServiceRef]) {
+        self.0.set_serves(serves);
     }
 
-    fn force_flush(&self) -> OTelSdkResult {
-        self.0.force_flush()
+    /// Moves the deltas since the last drain into the backlog of the next report.
+    pub(crate) fn drain(&self) {
+        self.0.drain();
     }
 
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.0.shutdown_with_timeout(timeout)
-    }
-
-    fn temporality(&self, kind: InstrumentKind) -> Temporality {
-        self.0.temporality(kind)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn observations_render_as_prometheus_counters_and_histograms() {
-        let metrics = Metrics::new();
-        let observation = |status: u16, route: &'static str| Observation {
-            direction: Direction::Inbound,
-            labels: EdgeLabels {
-                source: "spiffe://cluster.local/ns/a/sa/b".into(),
-                destination: "bookstore/bookstore".into(),
-                route: route.into(),
-            },
-            status,
-            duration: Duration::from_micros(300),
-        };
-        metrics.record(observation(200, "bookstore/t rule 0 match buy"));
-        metrics.record(observation(200, "bookstore/t rule 0 match buy"));
-        metrics.record(observation(403, "denied"));
-        let text = metrics.prometheus();
-        assert!(text.contains("# TYPE smi_requests_total counter"), "{text}");
-        assert!(
-            text.contains("smi_requests_total{destination=\"bookstore/bookstore\",direction=\"inbound\",route=\"bookstore/t rule 0 match buy\",source=\"spiffe://cluster.local/ns/a/sa/b\",status=\"200\"} 2"),
-            "{text}"
-        );
-        assert!(text.contains("status=\"403\"} 1"), "{text}");
-        // 300 us falls in the 0.0005 bucket; cumulative counts include it from there on.
-        assert!(text.contains("le=\"0.00025\"} 0"), "{text}");
-        assert!(text.contains("le=\"0.0005\"} 2"), "{text}");
-        assert!(text.contains("le=\"+Inf\"} 2"), "{text}");
-        assert!(
-            text.contains("smi_request_duration_seconds_count{"),
-            "{text}"
-        );
+    /// Takes up to `max` edges of the backlog (the oldest first); the rest wait.
+    pub(crate) fn take_edges(&self, max: usize) -> Vec<EdgeDelta> {
+        self.0.take_edges(max)
     }
 }

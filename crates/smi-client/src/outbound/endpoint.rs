@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
@@ -20,7 +20,8 @@ use tokio_rustls::TlsConnector;
 
 use super::OutboundError;
 use super::body::OutboundBody;
-use smi_tls::peer_spiffe_id;
+use crate::metrics::PeerNames;
+use smi_tls::{PeerIdentityError, peer_identity};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const IDLE_HTTP1: usize = 16;
@@ -33,6 +34,9 @@ pub(crate) enum Sender<B> {
 pub(crate) struct EndpointConns<B> {
     pub(crate) addr: SocketAddr,
     pub(crate) identity: SpiffeId,
+    /// The endpoint's names for metrics: its identity, then what its certificate says (read at
+    /// each handshake; a request shares them).
+    peer: ArcSwap<PeerNames>,
     in_flight: AtomicUsize,
     h2: ArcSwapOption<http2::SendRequest<B>>,
     idle_h1: Mutex<Vec<http1::SendRequest<B>>>,
@@ -53,6 +57,7 @@ impl<B: OutboundBody> EndpointConns<B> {
     pub(crate) fn new(addr: SocketAddr, identity: SpiffeId) -> Self {
         Self {
             addr,
+            peer: ArcSwap::from_pointee(PeerNames::new(&identity, None)),
             identity,
             in_flight: AtomicUsize::new(0),
             h2: ArcSwapOption::empty(),
@@ -63,6 +68,11 @@ impl<B: OutboundBody> EndpointConns<B> {
 
     pub(crate) fn load(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Who answers on this endpoint, as the metrics name it.
+    pub(crate) fn peer_names(&self) -> Arc<PeerNames> {
+        self.peer.load_full()
     }
 
     pub(crate) fn start(self: &Arc<Self>) -> InFlight<B> {
@@ -139,17 +149,25 @@ impl<B: OutboundBody> EndpointConns<B> {
             message: e.to_string(),
         })?;
         let (_, session) = stream.get_ref();
-        let presented =
-            peer_spiffe_id(session.peer_certificates()).map_err(|e| OutboundError::Tls {
+        let presented = session
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .ok_or(PeerIdentityError::NoCertificate)
+            .and_then(peer_identity)
+            .map_err(|e| OutboundError::Tls {
                 addr,
                 message: e.to_string(),
             })?;
-        if presented != self.identity {
+        if presented.spiffe_id != self.identity {
             return Err(OutboundError::IdentityMismatch {
                 addr,
                 expected: self.identity.to_string(),
-                presented: presented.to_string(),
+                presented: presented.spiffe_id.to_string(),
             });
+        }
+        let names = PeerNames::new(&presented.spiffe_id, presented.workload.as_ref());
+        if *self.peer.load_full() != names {
+            self.peer.store(Arc::new(names));
         }
         let h2 = session.alpn_protocol() == Some(b"h2");
         let io = TokioIo::new(stream);

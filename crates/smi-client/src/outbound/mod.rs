@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! Record (metrics: the edge us -> backend)
+//!   -> ClientTrace (crate::trace: traceparent in, client span)
 //!   -> Split (split.rs: authority -> service -> TrafficSplit backend; waits, bounded, for
 //!            endpoints that have not arrived yet)
 //!   -> Dispatch (retry.rs: balance.rs picks an endpoint by power of two choices over requests
@@ -36,6 +37,7 @@ use tower_service::Service;
 
 use crate::handles::{Handles, KeepAlive, PolicyHandle};
 use crate::metrics::{Direction, Record, RecordFuture, RecordLayer};
+use crate::trace::{ClientTrace, SpanFuture};
 use retry::Dispatch;
 use split::{Split, SplitFuture};
 
@@ -44,7 +46,7 @@ use split::{Split, SplitFuture};
 /// `UnknownService` or `NoEndpoints`. Set another with [`MeshClient::endpoint_wait`].
 pub const DEFAULT_ENDPOINT_WAIT: Duration = Duration::from_secs(3);
 
-type Stack<B> = Record<Split<Dispatch<B>>>;
+type Stack<B> = Record<ClientTrace<Split<Dispatch<B>>>>;
 
 /// Calls mesh services. Cheap to clone; clones share connections.
 pub struct MeshClient<B> {
@@ -82,7 +84,11 @@ impl<B: OutboundBody> MeshClient<B> {
         );
         let stack = tower_layer::Layer::layer(
             &RecordLayer::new(handles.metrics.clone(), Direction::Outbound),
-            split,
+            ClientTrace::new(
+                split,
+                handles.trace.clone(),
+                handles.policy.identity_text().clone(),
+            ),
         );
         Self {
             stack,
@@ -94,7 +100,7 @@ impl<B: OutboundBody> MeshClient<B> {
     /// fails at once).
     #[must_use]
     pub fn endpoint_wait(mut self, wait: Duration) -> Self {
-        self.stack.get_mut().set_endpoint_wait(wait);
+        self.stack.get_mut().get_mut().set_endpoint_wait(wait);
         self
     }
 
@@ -107,13 +113,13 @@ impl<B: OutboundBody> MeshClient<B> {
 impl<B> MeshClient<B> {
     /// The policy this client routes by.
     pub fn policy(&self) -> &PolicyHandle {
-        self.stack.get_ref().policy()
+        self.stack.get_ref().get_ref().policy()
     }
 
     /// How many endpoints this client (with its clones) keeps connection state for: those it
     /// has called that are still in the policy.
     pub fn connected_endpoints(&self) -> usize {
-        self.stack.get_ref().inner().pool().len()
+        self.stack.get_ref().get_ref().inner().pool().len()
     }
 }
 
@@ -129,7 +135,7 @@ impl<B: OutboundBody> Service<Request<B>> for MeshClient<B> {
     fn call(&mut self, request: Request<B>) -> Self::Future {
         // Connections to endpoints that left the policy (or were revoked) go first, whether or
         // not this request reaches an endpoint: once per policy version.
-        let split = self.stack.get_ref();
+        let split = self.stack.get_ref().get_ref();
         split.inner().pool().prune(&split.policy().load());
         ResponseFuture {
             inner: self.stack.call(request),
@@ -141,7 +147,7 @@ pin_project_lite::pin_project! {
     /// The future of [`MeshClient`]'s `call`.
     pub struct ResponseFuture<B> {
         #[pin]
-        inner: RecordFuture<SplitFuture<retry::DispatchFuture<B>>>,
+        inner: RecordFuture<SpanFuture<SplitFuture<retry::DispatchFuture<B>>>>,
     }
 }
 

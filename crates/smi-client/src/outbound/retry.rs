@@ -29,6 +29,7 @@ use super::request::prepare;
 use super::split::Routed;
 use crate::handles::TlsHandle;
 use crate::mesh::{Endpoint, PolicyState, ServiceEndpoints};
+use crate::metrics::PeerNames;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -37,6 +38,14 @@ type Sent<B> = (Sender<B>, Result<Response<Incoming>, SendError<B>>);
 
 /// How many times a request handed back unsent is sent again.
 const UNSENT_RETRIES: u8 = 3;
+
+/// A dispatched request's answer (or error), with the endpoint it last went to, as the metrics
+/// name it (`None` when no endpoint was tried).
+#[derive(Debug)]
+pub(crate) struct Reached<T> {
+    pub(crate) value: T,
+    pub(crate) peer: Option<Arc<PeerNames>>,
+}
 
 /// Sends routed requests over the client's pooled connections.
 pub(crate) struct Dispatch<B> {
@@ -67,11 +76,11 @@ impl<B> Dispatch<B> {
 }
 
 impl<B: OutboundBody> tower_service::Service<Routed<B>> for Dispatch<B> {
-    type Response = Response<Incoming>;
-    type Error = OutboundError;
+    type Response = Reached<Response<Incoming>>;
+    type Error = Reached<OutboundError>;
     type Future = DispatchFuture<B>;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), OutboundError>> {
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
     }
 
@@ -86,6 +95,7 @@ impl<B: OutboundBody> tower_service::Service<Routed<B>> for Dispatch<B> {
             failed: Vec::new(),
             last_error: None,
             unsent_retries: UNSENT_RETRIES,
+            peer: None,
             state: State::Pick,
         }
     }
@@ -103,6 +113,8 @@ pub(crate) struct DispatchFuture<B> {
     failed: Vec<SocketAddr>,
     last_error: Option<OutboundError>,
     unsent_retries: u8,
+    /// The endpoint last tried.
+    peer: Option<Arc<PeerNames>>,
     state: State<B>,
 }
 
@@ -174,7 +186,7 @@ impl<B: OutboundBody> DispatchFuture<B> {
 }
 
 impl<B: OutboundBody> Future for DispatchFuture<B> {
-    type Output = Result<Response<Incoming>, OutboundError>;
+    type Output = Result<Reached<Response<Incoming>>, Reached<OutboundError>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
@@ -183,7 +195,9 @@ impl<B: OutboundBody> Future for DispatchFuture<B> {
                 State::Pick => this.pick(),
                 State::Connecting { conns, connected } => {
                     let conns = conns.clone();
-                    match ready!(connected.as_mut().poll(cx)) {
+                    let connected = ready!(connected.as_mut().poll(cx));
+                    this.peer = Some(conns.peer_names());
+                    match connected {
                         Ok(sender) => this.send(conns, sender),
                         Err(e) if e.before_request() => {
                             tracing::debug!(addr = %conns.addr, error = %e, "endpoint unavailable; trying another");
@@ -198,11 +212,15 @@ impl<B: OutboundBody> Future for DispatchFuture<B> {
                     let (sender, sent) = ready!(sent.as_mut().poll(cx));
                     let conns = conns.clone();
                     conns.release(sender);
+                    this.peer = Some(conns.peer_names());
                     match sent {
                         Ok(response) => {
                             // The request is no longer in flight on that endpoint.
                             this.state = State::Pick;
-                            return Poll::Ready(Ok(response));
+                            return Poll::Ready(Ok(Reached {
+                                value: response,
+                                peer: this.peer.take(),
+                            }));
                         }
                         Err(SendError::NotSent(unsent, source)) if this.unsent_retries > 0 => {
                             tracing::debug!(addr = %conns.addr, error = %source, "connection closing; sending on a new one");
@@ -222,7 +240,12 @@ impl<B: OutboundBody> Future for DispatchFuture<B> {
             };
             match next {
                 Ok(state) => this.state = state,
-                Err(e) => return Poll::Ready(Err(e)),
+                Err(value) => {
+                    return Poll::Ready(Err(Reached {
+                        value,
+                        peer: this.peer.take(),
+                    }));
+                }
             }
         }
     }

@@ -23,12 +23,15 @@ use tower_service::Service;
 
 use super::OutboundError;
 use super::request::authority_of;
+use super::retry::Reached;
 use crate::handles::PolicyHandle;
 use crate::mesh::{PolicyState, ServiceEndpoints};
-use crate::metrics::{EdgeLabels, Labelled, StringValue};
+use crate::metrics::{EdgeLabels, Labelled, Protocol, StringValue};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 type Answer = Result<Labelled<Response<Incoming>>, Labelled<OutboundError>>;
+/// What the dispatch step answers.
+type Sent = Result<Reached<Response<Incoming>>, Reached<OutboundError>>;
 
 /// A request with the backend chosen for it.
 pub(crate) struct Routed<B> {
@@ -76,35 +79,63 @@ impl<S> Split<S> {
     pub(crate) fn set_endpoint_wait(&mut self, wait: Duration) {
         self.endpoint_wait = wait;
     }
+}
 
-    fn labels(&self, destination: StringValue) -> EdgeLabels {
-        EdgeLabels {
-            source: self.policy.identity_text().clone().into(),
-            destination,
-            route: "error".into(),
+/// What a request's edge names: the service it called and the split backend, if any.
+#[derive(Clone, Debug)]
+struct Target {
+    service: StringValue,
+    backend: StringValue,
+}
+
+impl Target {
+    fn unknown() -> Self {
+        Self {
+            service: "unknown".into(),
+            backend: StringValue::EMPTY,
         }
     }
+
+    /// Labels until the request is answered (route `error`; the peer is set by the answer).
+    fn labels(self, protocol: Protocol) -> EdgeLabels {
+        EdgeLabels {
+            service: self.service,
+            backend: self.backend,
+            route: "error".into(),
+            protocol,
+            ..EdgeLabels::default()
+        }
+    }
+}
+
+/// A refusal, labelled; a revoked service is the mesh refusing, a denial.
+fn refusal(value: OutboundError, mut labels: EdgeLabels) -> Labelled<OutboundError> {
+    labels.denied = matches!(value, OutboundError::Revoked(_));
+    Labelled { value, labels }
 }
 
 /// Why a request has no backend yet.
 enum Unrouted {
     /// Final: waiting cannot help.
-    Refused(OutboundError, StringValue),
+    Refused(OutboundError, Target),
     /// The service or its endpoints are not known yet.
-    NotYet(OutboundError, StringValue),
+    NotYet(OutboundError, Target),
 }
 
-/// The backend for `request` under `policy`.
+/// The backend for `request` under `policy`, and the labels of its edge. (The error is large,
+/// and returned by value: it is moved into the answer, not boxed per refused request.)
+#[allow(clippy::result_large_err)]
 fn route<B>(
     policy: &Arc<PolicyState>,
     authority: &Authority,
     request: &Request<B>,
-) -> Result<ServiceEndpoints, Unrouted> {
+) -> Result<(ServiceEndpoints, Target), Unrouted> {
     let snapshot = &policy.snapshot;
     let service = ServiceName::parse(authority.as_str(), None, &snapshot.options().cluster_domain)
         .map_err(|e| {
-            Unrouted::Refused(OutboundError::NotAService(e.to_string()), "unknown".into())
+            Unrouted::Refused(OutboundError::NotAService(e.to_string()), Target::unknown())
         })?;
+    let split;
     let backend = {
         let mut http = HttpRequest::new(
             request.method().as_str(),
@@ -112,26 +143,42 @@ fn route<B>(
             request.headers(),
         );
         http.authority = Some(authority.as_str());
-        snapshot
-            .route(service, Some(&http))
-            .pick(&mut rand::rng())
-            .map_or(service.name, |b| b.service.as_str())
+        let picked = snapshot.route(service, Some(&http)).pick(&mut rand::rng());
+        split = picked.is_some();
+        picked.map_or(service.name, |b| b.service.as_str())
     };
     let namespace = service.namespace;
+    // The edge names the service called and, when a split chose, its backend.
+    let target = |backend: StringValue| {
+        if split {
+            Target {
+                service: policy
+                    .split_root_label(namespace, service.name)
+                    .map_or_else(|| service.to_string().into(), StringValue::from),
+                backend,
+            }
+        } else {
+            Target {
+                service: backend,
+                backend: StringValue::EMPTY,
+            }
+        }
+    };
     let Some(known) = policy.service(namespace, backend) else {
         let name = format!("{namespace}/{backend}");
         let error = OutboundError::UnknownService(name.clone());
+        let target = target(name.into());
         return Err(if policy.may_learn_services() {
-            Unrouted::NotYet(error, name.into())
+            Unrouted::NotYet(error, target)
         } else {
-            Unrouted::Refused(error, name.into())
+            Unrouted::Refused(error, target)
         });
     };
-    let label: StringValue = known.label.clone().into();
+    let target = target(known.label.clone().into());
     if known.endpoints.is_empty() {
         return Err(Unrouted::NotYet(
             OutboundError::NoEndpoints(known.label.to_string()),
-            label,
+            target,
         ));
     }
     if known
@@ -141,15 +188,15 @@ fn route<B>(
     {
         return Err(Unrouted::Refused(
             OutboundError::Revoked(known.label.to_string()),
-            label,
+            target,
         ));
     }
-    Ok(known.clone())
+    Ok((known.clone(), target))
 }
 
 impl<S, B> Service<Request<B>> for Split<S>
 where
-    S: Service<Routed<B>, Response = Response<Incoming>, Error = OutboundError>
+    S: Service<Routed<B>, Response = Reached<Response<Incoming>>, Error = Reached<OutboundError>>
         + Clone
         + Send
         + 'static,
@@ -162,19 +209,23 @@ where
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(|e| Labelled {
-            value: e,
-            labels: self.labels("unknown".into()),
+            value: e.value,
+            labels: Target::unknown().labels(Protocol::Http),
         })
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        let protocol = Protocol::of(request.headers());
         let Some(authority) = authority_of(&request) else {
-            return SplitFuture::refused(OutboundError::NoAuthority, self.labels("unknown".into()));
+            return SplitFuture::refused(
+                OutboundError::NoAuthority,
+                Target::unknown().labels(protocol),
+            );
         };
         let policy = self.policy.load_full();
         match route(&policy, &authority, &request) {
-            Ok(backend) => {
-                let labels = self.labels(backend.label.clone().into());
+            Ok((backend, target)) => {
+                let labels = target.labels(protocol);
                 SplitFuture::Dispatched {
                     inner: self.inner.call(Routed {
                         request,
@@ -188,11 +239,11 @@ where
             Err(Unrouted::NotYet(error, _)) if !self.endpoint_wait.is_zero() => {
                 tracing::debug!(%error, wait = ?self.endpoint_wait, "waiting for the service's endpoints");
                 SplitFuture::Waiting {
-                    answer: Box::pin(when_routable(self.clone(), request, authority)),
+                    answer: Box::pin(when_routable(self.clone(), request, authority, protocol)),
                 }
             }
-            Err(Unrouted::NotYet(error, destination) | Unrouted::Refused(error, destination)) => {
-                SplitFuture::refused(error, self.labels(destination))
+            Err(Unrouted::NotYet(error, target) | Unrouted::Refused(error, target)) => {
+                SplitFuture::refused(error, target.labels(protocol))
             }
         }
     }
@@ -204,9 +255,10 @@ async fn when_routable<S, B>(
     mut split: Split<S>,
     request: Request<B>,
     authority: Authority,
+    protocol: Protocol,
 ) -> Answer
 where
-    S: Service<Routed<B>, Response = Response<Incoming>, Error = OutboundError>,
+    S: Service<Routed<B>, Response = Reached<Response<Incoming>>, Error = Reached<OutboundError>>,
 {
     // Subscribed before routing again: an update between the first attempt and here is not
     // missed.
@@ -214,9 +266,9 @@ where
     let deadline = tokio::time::Instant::now() + split.endpoint_wait;
     loop {
         let policy = split.policy.load_full();
-        let (error, destination) = match route(&policy, &authority, &request) {
-            Ok(backend) => {
-                let labels = split.labels(backend.label.clone().into());
+        let (error, target) = match route(&policy, &authority, &request) {
+            Ok((backend, target)) => {
+                let labels = target.labels(protocol);
                 let routed = Routed {
                     request,
                     authority,
@@ -229,32 +281,33 @@ where
                 };
                 return answered(sent, labels);
             }
-            Err(Unrouted::Refused(value, destination)) => {
-                return Err(Labelled {
-                    value,
-                    labels: split.labels(destination),
-                });
+            Err(Unrouted::Refused(value, target)) => {
+                return Err(refusal(value, target.labels(protocol)));
             }
-            Err(Unrouted::NotYet(error, destination)) => (error, destination),
+            Err(Unrouted::NotYet(error, target)) => (error, target),
         };
         let changed = tokio::time::timeout_at(deadline, changes.changed()).await;
         if !matches!(changed, Ok(Ok(()))) {
-            return Err(Labelled {
-                value: error,
-                labels: split.labels(destination),
-            });
+            return Err(refusal(error, target.labels(protocol)));
         }
     }
 }
 
-/// The backend's answer with its edge: route `sent`, or `error` when it failed. (Returned by
-/// value like every `Answer`: it is moved into the future's output, not boxed per request.)
+/// The backend's answer with its edge: the endpoint that answered, and route `sent`, or `error`
+/// when it failed. (Returned by value like every `Answer`: it is moved into the future's output,
+/// not boxed per request.)
 #[allow(clippy::result_large_err)]
-fn answered(sent: Result<Response<Incoming>, OutboundError>, mut labels: EdgeLabels) -> Answer {
+fn answered(sent: Sent, mut labels: EdgeLabels) -> Answer {
     labels.route = if sent.is_ok() { "sent" } else { "error" }.into();
     match sent {
-        Ok(value) => Ok(Labelled { value, labels }),
-        Err(value) => Err(Labelled { value, labels }),
+        Ok(Reached { value, peer }) => {
+            labels.peer = peer;
+            Ok(Labelled { value, labels })
+        }
+        Err(Reached { value, peer }) => {
+            labels.peer = peer;
+            Err(Labelled { value, labels })
+        }
     }
 }
 
@@ -271,14 +324,14 @@ pin_project_lite::pin_project! {
 impl<F> SplitFuture<F> {
     fn refused(value: OutboundError, labels: EdgeLabels) -> Self {
         SplitFuture::Refused {
-            refusal: Some(Labelled { value, labels }),
+            refusal: Some(refusal(value, labels)),
         }
     }
 }
 
 impl<F> Future for SplitFuture<F>
 where
-    F: Future<Output = Result<Response<Incoming>, OutboundError>>,
+    F: Future<Output = Sent>,
 {
     type Output = Answer;
 
@@ -286,11 +339,9 @@ where
         match self.project() {
             SplitProj::Dispatched { inner, labels } => {
                 let sent = ready!(inner.poll(cx));
-                let labels = labels.take().unwrap_or_else(|| EdgeLabels {
-                    source: "unknown".into(),
-                    destination: "unknown".into(),
-                    route: "error".into(),
-                });
+                let labels = labels
+                    .take()
+                    .unwrap_or_else(|| Target::unknown().labels(Protocol::Http));
                 Poll::Ready(answered(sent, labels))
             }
             SplitProj::Refused { refusal } => match refusal.take() {

@@ -16,7 +16,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 /// Paths served without the token: probes and the Prometheus scrape. Everything else (the
-/// `/debug/*` views, and any path added later) needs it when one is configured: fail closed.
+/// `/debug/*` views, the TrafficMetrics API under `/apis/*`, and any path added later) needs it
+/// when one is configured: fail closed.
 const OPEN_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
 /// Who may use the admin API. Built once at start.

@@ -9,6 +9,7 @@ use tower::ServiceExt;
 use super::*;
 use crate::hub::Hub;
 use crate::status::Status;
+use crate::telemetry::{StoreLimits, SystemClock, TelemetryStore};
 
 const TOKEN: &str = "t0ken-Of-the-admin";
 
@@ -17,6 +18,10 @@ fn app(bound: IpAddr, names: &[&str], token: Option<&str>) -> Router {
     let state = AdminState {
         hub,
         status: Status::new(),
+        telemetry: Arc::new(TelemetryStore::new(
+            Arc::new(SystemClock),
+            StoreLimits::from(&crate::quota::Quotas::default()),
+        )),
     };
     let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
     let access = Access::new(
@@ -135,7 +140,8 @@ async fn configured_names_and_the_bound_ip_are_served() {
 async fn with_a_token_debug_paths_need_it_and_probes_and_metrics_stay_open() {
     let app = app(loopback(), &[], Some(TOKEN));
     let host = Some("127.0.0.1:7080");
-    for path in ["/debug/policy", "/debug/workloads", "/no-such-path"] {
+    let api = "/apis/metrics.smi-spec.io/v1alpha1/";
+    for path in ["/debug/policy", "/debug/workloads", api, "/no-such-path"] {
         for auth in [
             None,
             Some("Bearer wrong"),
@@ -153,6 +159,7 @@ async fn with_a_token_debug_paths_need_it_and_probes_and_metrics_stay_open() {
     for (path, expected) in [
         ("/debug/policy", StatusCode::OK),
         ("/debug/workloads", StatusCode::OK),
+        (api, StatusCode::OK),
         ("/no-such-path", StatusCode::NOT_FOUND),
     ] {
         let (status, _) = get(&app, path, host, Some(&right)).await;

@@ -3,6 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use smi_core::proto::v1;
+use smi_core::telemetry::Workload;
 use tonic::{Request, Response, Status};
 
 use super::ControlApi;
@@ -37,6 +38,19 @@ pub(super) async fn certify(
     api.revocations
         .admit(&grant)
         .map_err(|r| refuse(Status::permission_denied(r.to_string())))?;
+    // The names to write into the certificate: the request's (checked here, in the granted
+    // identity's namespace), else those of the certificate being renewed. Names with both
+    // fields empty are no names.
+    let names = match req.names.as_ref() {
+        Some(n) if !(n.workload.is_empty() && n.pod.is_empty()) => {
+            let names = Workload::new(&grant.identity.namespace, &n.workload, &n.pod);
+            names
+                .check()
+                .map_err(|e| refuse(Status::invalid_argument(format!("names: {e}"))))?;
+            Some(names)
+        }
+        _ => grant.workload.clone(),
+    };
     let ca = api.ca.load();
     // No certificate outlives its chain's maximum lifetime.
     let chain_left = (grant.first_enrolled + api.max_chain_lifetime)
@@ -47,17 +61,18 @@ pub(super) async fn certify(
     let issued = api
         .revocations
         .issue(&grant, || {
-            ca.issue_workload_since(
+            ca.issue_workload_named(
                 &req.csr_der,
                 &grant.identity,
                 &grant.serves,
                 ttl,
                 grant.first_enrolled,
+                names.as_ref(),
             )
         })
         .map_err(|e| refuse(status_of(e)))?;
     Counters::inc(&api.status.counters.certificates_issued);
-    tracing::debug!(identity = %issued.spiffe_id, via = %grant.via, "certificate issued");
+    tracing::debug!(identity = %issued.spiffe_id, via = %grant.via, workload = ?names, "certificate issued");
     Ok(Response::new(wire::certified(&issued, ca.bundle())))
 }
 
@@ -65,7 +80,9 @@ fn status_of(e: IssueError) -> Status {
     match e {
         IssueError::Refused(r) => Status::permission_denied(r.to_string()),
         IssueError::Ledger(_) => Status::unavailable(e.to_string()),
-        IssueError::Ca(e @ CaError::BadCsr(_)) => Status::invalid_argument(e.to_string()),
+        IssueError::Ca(
+            e @ (CaError::BadCsr(_) | CaError::Names(_) | CaError::ForeignNamespace { .. }),
+        ) => Status::invalid_argument(e.to_string()),
         IssueError::Ca(e @ (CaError::ForeignSan { .. } | CaError::Reserved(_))) => {
             Status::permission_denied(e.to_string())
         }

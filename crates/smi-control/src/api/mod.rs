@@ -1,8 +1,9 @@
-//! The control API (tonic): Certify, Watch, Ack, Register. Protobuf stops here: requests are
+//! The control API (tonic): Certify, Watch, Ack, Register, Report. Protobuf stops here: requests are
 //! read and answers made through [`crate::wire`]; everything behind it is domain types.
 
 mod certify;
 mod register;
+mod report;
 mod watch;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use crate::quota::{Exceeded, Quotas, StreamCounts};
 use crate::registry::Registry;
 use crate::revocation::Revocations;
 use crate::status::Status as ControlStatus;
+use crate::telemetry::TelemetryStore;
 use crate::traits::Authenticators;
 
 /// Everything the API needs; cheap to clone into tonic.
@@ -43,6 +45,8 @@ pub struct ControlApi {
     pub stopping: signal::Receiver<bool>,
     /// The deny list and the join tokens' use counts: consulted before each certificate.
     pub revocations: Arc<Revocations>,
+    /// Where Report calls go (and the TrafficMetrics API reads).
+    pub telemetry: Arc<TelemetryStore>,
 }
 
 /// A count over its quota is `RESOURCE_EXHAUSTED`, a string over its length `INVALID_ARGUMENT`.
@@ -113,5 +117,12 @@ impl Control for ControlApi {
         request: Request<Streaming<v1::RegisterRequest>>,
     ) -> Result<Response<Self::RegisterStream>, Status> {
         register::register(self, request).await
+    }
+
+    async fn report(
+        &self,
+        request: Request<v1::ReportRequest>,
+    ) -> Result<Response<v1::ReportResponse>, Status> {
+        report::report(self, request).await
     }
 }

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 use super::{ControlApi, exhausted, too_long};
 use crate::chunk::{CHUNK_BYTES, chunks};
 use crate::quota::{StreamSlot, at_most};
-use crate::status::{Session, Status as ControlStatus, unix, unix_now};
+use crate::status::{Session, SessionNames, Status as ControlStatus, unix, unix_now};
 use crate::wire;
 
 pub(super) type UpdateStream = Pin<Box<dyn Stream<Item = Result<v1::PolicyUpdate, Status>> + Send>>;
@@ -62,6 +62,10 @@ pub(super) async fn watch(
             current_version: 0,
             rejected: None,
             certificate_expires_unix: unix(peer.not_after),
+            names: peer.workload.as_ref().map(|w| SessionNames {
+                workload: w.name.clone(),
+                pod: w.pod.clone(),
+            }),
         }),
     };
     tracing::debug!(identity = %peer.spiffe_id, workload = %req.workload, "workload subscribed");

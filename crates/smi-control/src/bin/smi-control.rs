@@ -37,8 +37,8 @@ struct ServeArgs {
     state_dir: PathBuf,
     #[arg(long, default_value = "127.0.0.1:7443")]
     listen: SocketAddr,
-    /// The admin HTTP API (health, metrics, /debug/*). Keep it on loopback; any other address
-    /// is logged as a warning at start.
+    /// The admin HTTP API (health, metrics, /debug/*, the TrafficMetrics API under /apis/*).
+    /// Keep it on loopback; any other address is logged as a warning at start.
     #[arg(long, default_value = "127.0.0.1:7080")]
     admin: SocketAddr,
     /// A name (or IP) the admin API answers to in Host, besides localhost, loopback IPs and the
@@ -85,6 +85,11 @@ struct ServeArgs {
     /// Quota: open Watch streams of one identity (its replicas together).
     #[arg(long, default_value_t = Quotas::default().watches_per_identity)]
     max_watches_per_identity: usize,
+    /// Quota: telemetry series one reporting pod may hold (one per direction, peer, service,
+    /// backend and route); new series beyond it are dropped and counted in
+    /// smi_control_telemetry_series_dropped_total.
+    #[arg(long, default_value_t = Quotas::default().telemetry_series_per_workload)]
+    max_telemetry_series_per_workload: usize,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -121,6 +126,7 @@ fn main() -> ExitCode {
             endpoints_per_registration: args.max_endpoints_per_registration,
             endpoints_per_identity: args.max_endpoints_per_identity,
             watches_per_identity: args.max_watches_per_identity,
+            telemetry_series_per_workload: args.max_telemetry_series_per_workload,
             ..Quotas::default()
         },
     };

@@ -5,7 +5,9 @@
 //! the CSR; a CSR that asks for another identity is refused. DNS SANs name the services the
 //! credential allows the workload to serve (`name.ns.svc.<cluster-domain>`), which is how the
 //! endpoint registry checks a registration after enrollment. A custom extension carries when
-//! the certificate's chain was first enrolled ([`lineage`]).
+//! the certificate's chain was first enrolled ([`lineage`]), and another, when the workload gave
+//! them, its workload and pod names (`smi_core::san::WORKLOAD_OID`), which peers read from the
+//! handshake for telemetry.
 
 mod csr;
 pub mod lineage;
@@ -23,10 +25,12 @@ pub(crate) use store::unix_now;
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
-    KeyUsagePurpose, SanType, SerialNumber,
+    CertificateParams, CustomExtension, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer,
+    KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use rustls::pki_types::CertificateDer;
+use smi_core::san::{WORKLOAD_OID, workload_extension};
+use smi_core::telemetry::{Workload, WorkloadError};
 use smi_core::{
     DEFAULT_CLUSTER_DOMAIN, ServiceAccount, ServiceRef, SpiffeId, WorkloadNames, control_spiffe_id,
 };
@@ -40,6 +44,10 @@ pub enum CaError {
     ForeignSan { asked: String, granted: String },
     #[error("{0} is the control service's own identity; no workload can hold it")]
     Reserved(ServiceAccount),
+    #[error("names: {0}")]
+    Names(#[from] WorkloadError),
+    #[error("names: the workload is in namespace {asked:?}, but the identity is in {granted:?}")]
+    ForeignNamespace { asked: String, granted: String },
     #[error("signing failed: {0}")]
     Sign(#[from] rcgen::Error),
 }
@@ -116,6 +124,20 @@ impl Authority {
         ttl: Duration,
         first_enrolled: SystemTime,
     ) -> Result<Issued, CaError> {
+        self.issue_workload_named(csr_der, identity, serves, ttl, first_enrolled, None)
+    }
+
+    /// [`Authority::issue_workload_since`], writing the names of `workload` (its workload and
+    /// pod, in the identity's namespace; checked) into the certificate when given.
+    pub fn issue_workload_named(
+        &self,
+        csr_der: &[u8],
+        identity: &ServiceAccount,
+        serves: &[ServiceRef],
+        ttl: Duration,
+        first_enrolled: SystemTime,
+        workload: Option<&Workload>,
+    ) -> Result<Issued, CaError> {
         // Workloads pin the control by this identity: a workload holding it could pose as the
         // control to every other workload.
         if identity.is_control() {
@@ -150,6 +172,21 @@ impl Authority {
         params
             .custom_extensions
             .push(lineage::first_enrolled_extension(first_enrolled));
+        if let Some(workload) = workload {
+            if workload.namespace != identity.namespace {
+                return Err(CaError::ForeignNamespace {
+                    asked: workload.namespace.clone(),
+                    granted: identity.namespace.clone(),
+                });
+            }
+            workload.check()?;
+            params
+                .custom_extensions
+                .push(CustomExtension::from_oid_content(
+                    WORKLOAD_OID,
+                    workload_extension(workload),
+                ));
+        }
         let not_after = SystemTime::now() + ttl;
         let cert = params.signed_by(&csr.public_key, &self.issuer)?;
         let mut chain = vec![cert.der().clone()];

@@ -113,3 +113,44 @@ fn rotation_signs_with_the_new_root_and_trusts_both_during_the_overlap() {
     assert_eq!(ca.bundle().len(), 1);
     assert!(!ca.bundle().contains(&old[0]));
 }
+
+#[test]
+fn the_workloads_names_are_written_for_peers_to_read_and_checked() {
+    use smi_core::telemetry::Workload;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca = authority(dir.path());
+    let (_key, der) = csr(vec![]);
+    let who = ServiceAccount::new("bookstore", "bookstore");
+    let issue = |names: Option<&Workload>| {
+        ca.issue_workload_named(
+            &der,
+            &who,
+            &[],
+            Duration::from_secs(60),
+            std::time::SystemTime::now(),
+            names,
+        )
+    };
+    let names = Workload::new("bookstore", "bookstore-v1", "bookstore-v1-5d8f7c9b4-x2x7q");
+    let issued = issue(Some(&names)).unwrap();
+    let peer = peer_identity(&issued.chain[0]).unwrap();
+    assert_eq!(peer.workload, Some(names));
+    // The first-enrollment time is still there beside it.
+    assert!(first_enrolled(&issued.chain[0]).is_ok());
+    let unnamed = issue(None).unwrap();
+    assert_eq!(peer_identity(&unnamed.chain[0]).unwrap().workload, None);
+
+    let foreign = Workload::new("payments", "bookstore-v1", "p");
+    assert!(matches!(
+        issue(Some(&foreign)),
+        Err(CaError::ForeignNamespace { .. })
+    ));
+    let invalid = Workload::new("bookstore", "Bookstore_V1", "p");
+    let err = issue(Some(&invalid)).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("names: workload name \"Bookstore_V1\""),
+        "{err}"
+    );
+}

@@ -1,10 +1,11 @@
 //! `smictl`: offline answers about SMI policy, and control-service administration.
 //!
 //! Exit codes are a stable interface: `validate` 0 valid / 1 invalid; `check` 0 allow / 1 deny;
-//! `revoke` 0 done; every command 2 for usage errors, policy that does not load, or a state
-//! directory that cannot be read or written. They hold when stdout is
-//! closed early (`| head`): output goes through `output::finish`, never a panicking `println!`.
+//! `revoke` 0 done; `top` 0 shown / 1 the control could not answer; every command 2 for usage
+//! errors, policy that does not load, or a state directory that cannot be read or written.
+//! They hold when stdout is closed early (`| head`): output goes through `output::finish`, never a panicking `println!`.
 
+mod admin_api;
 mod args;
 mod ca;
 mod check;
@@ -15,6 +16,7 @@ mod revoke;
 mod route;
 mod status;
 mod token;
+mod top;
 mod validate;
 
 use std::io;
@@ -54,6 +56,9 @@ pub enum Command {
     Revoke(revoke::RevokeArgs),
     /// Summary of a running control service (policy health, connected workloads).
     Status(status::StatusArgs),
+    /// Traffic of deployments, pods, TrafficSplit backends or one resource's edges, from a
+    /// running control's TrafficMetrics API (success rate, requests per second, latencies).
+    Top(top::TopArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,5 +85,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Ca(CaCommand::Rotate(args)) => ca::rotate(&args, out),
         Command::Revoke(args) => revoke::run(&args, out),
         Command::Status(args) => status::run(&args, out),
+        Command::Top(args) => top::run(&args, out),
     }
 }

@@ -6,17 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
+use super::admin_api::get_json;
 use super::args::usage;
 use super::escape::{escape, escape_json};
 use super::output::{Out, diag, finish};
-
-/// The environment variable `status` takes the admin token from when `--token-file` is not given.
-pub const TOKEN_ENV: &str = "SMI_ADMIN_TOKEN";
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -76,23 +71,7 @@ pub fn run(args: &StatusArgs, out: Out<'_>) -> ExitCode {
 
 /// The bearer token for the admin API: `--token-file`, else `$SMI_ADMIN_TOKEN`, else none.
 fn admin_token(args: &StatusArgs) -> Result<Option<String>, String> {
-    let token = match &args.token_file {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| format!("--token-file {}: {e}", path.display()))?,
-        None => match std::env::var(TOKEN_ENV) {
-            Ok(token) => token,
-            Err(_) => return Ok(None),
-        },
-    };
-    let token = token.trim();
-    if token.is_empty() {
-        let from = args.token_file.as_ref().map_or_else(
-            || format!("${TOKEN_ENV}"),
-            |p| format!("--token-file {}", p.display()),
-        );
-        return Err(format!("{from}: the admin token is empty"));
-    }
-    Ok(Some(token.to_owned()))
+    super::admin_api::admin_token(args.token_file.as_deref())
 }
 
 /// The text summary. Workload-supplied strings (identities, names, rejection reasons) go
@@ -162,9 +141,16 @@ fn print_summary(out: Out<'_>, policy: &Value, workloads: &Value) -> io::Result<
             .as_str()
             .map(|r| format!("  REJECTED: {}", escape(r)))
             .unwrap_or_default();
+        // The Kubernetes names its certificate carries, when it has them.
+        let names = match (w["names"]["workload"].as_str(), w["names"]["pod"].as_str()) {
+            (Some(workload), Some(pod)) => {
+                format!("  deployment {} pod {}", escape(workload), escape(pod))
+            }
+            _ => String::new(),
+        };
         writeln!(
             out,
-            "  {} {}  sent v{} acked v{}  cert expires {}{}",
+            "  {} {}{names}  sent v{} acked v{}  cert expires {}{}",
             escape(w["identity"].as_str().unwrap_or_default()),
             escape(w["workload"].as_str().unwrap_or_default()),
             w["sent_version"],
@@ -198,41 +184,6 @@ fn print_summary(out: Out<'_>, policy: &Value, workloads: &Value) -> io::Result<
     Ok(())
 }
 
-async fn get_json(addr: SocketAddr, path: &str, token: Option<&str>) -> Result<Value, String> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("cannot reach the admin API at {addr}: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("{addr}: {e}"))?;
-    tokio::spawn(conn);
-    let mut request = hyper::Request::get(path).header(hyper::header::HOST, addr.to_string());
-    if let Some(token) = token {
-        request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
-    }
-    let request = request
-        .body(Empty::<Bytes>::new())
-        .map_err(|_| "the admin token cannot be sent in an HTTP header".to_owned())?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("{addr}{path}: {e}"))?;
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    if !status.is_success() {
-        // The admin API says why (a token needed, a Host refused): show its first line.
-        let reason = String::from_utf8_lossy(&body);
-        let reason = reason.lines().next().unwrap_or_default();
-        return Err(format!("{addr}{path}: HTTP {status}: {}", escape(reason)));
-    }
-    serde_json::from_slice(&body).map_err(|e| format!("{addr}{path}: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +211,28 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("REJECTED: bad\\x1b]0;title\\x07\n"), "{text}");
+    }
+
+    #[test]
+    fn a_workloads_names_are_shown_when_its_certificate_has_them() {
+        let policy = serde_json::json!({"version": 3, "status": {"errors": []}, "resources": {}});
+        let workloads = serde_json::json!({"workloads": [{
+            "identity": "spiffe://cluster.local/ns/shop/sa/web",
+            "workload": "host-1",
+            "names": {"workload": "web", "pod": "web-5d8f7c9b4-x2x7q\u{1b}[2J"},
+            "sent_version": 3,
+            "acked_version": 3,
+            "certificate_expires_unix": 0,
+        }]});
+        let mut out = Vec::new();
+        print_summary(&mut out, &policy, &workloads).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(
+                "  spiffe://cluster.local/ns/shop/sa/web host-1  deployment web pod web-5d8f7c9b4-x2x7q\\x1b[2J  sent v3"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

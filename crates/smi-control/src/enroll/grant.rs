@@ -2,6 +2,7 @@
 
 use std::time::SystemTime;
 
+use smi_core::telemetry::Workload;
 use smi_core::token::TokenError;
 use smi_core::{ServiceAccount, ServiceRef};
 
@@ -18,6 +19,9 @@ pub struct Grant {
     pub first_enrolled: SystemTime,
     /// The join token it was bought with, if any: its uses are counted.
     pub token: Option<TokenUse>,
+    /// The workload and pod names the credential carries (a renewed certificate's), for a
+    /// renewal that gives none.
+    pub workload: Option<Workload>,
 }
 
 /// A join token being spent.

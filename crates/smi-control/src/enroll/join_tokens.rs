@@ -120,6 +120,7 @@ impl JoinTokens {
                 uses: claims.uses,
                 expires_unix: claims.exp,
             }),
+            workload: None,
         })
     }
 }

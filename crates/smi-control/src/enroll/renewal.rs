@@ -49,6 +49,7 @@ impl CertificateRenewal {
             via: "certificate".to_owned(),
             first_enrolled: first,
             token: None,
+            workload: peer.workload,
         })
     }
 }

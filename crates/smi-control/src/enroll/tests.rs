@@ -202,6 +202,36 @@ fn a_renewal_carries_the_chains_first_enrollment_on() {
         .unwrap();
     assert!(age >= Duration::from_secs(3600) && age < Duration::from_secs(3700));
     assert_eq!(grant.token, None);
+    assert_eq!(grant.workload, None, "a certificate without names");
+}
+
+#[test]
+fn a_renewal_carries_the_certificates_workload_names_on() {
+    use smi_core::telemetry::Workload;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca = crate::ca::CaStore::new(dir.path().join("state"))
+        .open_or_init("cluster.local")
+        .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap();
+    let names = Workload::new("a", "web", "web-0");
+    let leaf = ca
+        .issue_workload_named(
+            csr.der(),
+            &ServiceAccount::new("a", "b"),
+            &[],
+            Duration::from_secs(60),
+            SystemTime::now(),
+            Some(&names),
+        )
+        .unwrap()
+        .chain
+        .remove(0);
+    let grant = renew(Duration::from_secs(7200), &leaf).unwrap();
+    assert_eq!(grant.workload, Some(names));
 }
 
 #[test]

@@ -24,6 +24,7 @@ fn grant(identity: &str, token: Option<(&str, u32)>) -> Grant {
             uses,
             expires_unix: unix_now() + 600,
         }),
+        workload: None,
     }
 }
 

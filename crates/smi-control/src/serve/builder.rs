@@ -21,6 +21,7 @@ use crate::registry::Registry;
 use crate::revocation::Revocations;
 use crate::source::PolicyReloader;
 use crate::status::Status;
+use crate::telemetry::{self, Clock, StoreLimits, SystemClock, TelemetryStore};
 use crate::traits::{
     Authenticator, Authenticators, EndpointSource, PolicySource, SourceError, StateStore,
     WatchGuard,
@@ -55,6 +56,7 @@ pub struct ControlBuilder {
     store: Option<Arc<dyn StateStore>>,
     endpoint_sources: Vec<(String, MakeEndpointSource)>,
     authenticators: Authenticators,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for ControlBuilder {
@@ -72,6 +74,7 @@ impl std::fmt::Debug for ControlBuilder {
                     .collect::<Vec<_>>(),
             )
             .field("authenticators", &self.authenticators)
+            .field("clock", &self.clock)
             .finish()
     }
 }
@@ -84,7 +87,16 @@ impl ControlBuilder {
             store: None,
             endpoint_sources: Vec::new(),
             authenticators: Authenticators::default(),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The clock the telemetry store reads (slots, windows, timestamps), instead of the wall
+    /// clock: for tests, which move it on rather than sleep.
+    #[must_use]
+    pub fn telemetry_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Where the policy comes from, instead of `config.policy_dir`.
@@ -129,6 +141,7 @@ impl ControlBuilder {
             store,
             endpoint_sources,
             authenticators,
+            clock,
         } = self;
         let policy: Arc<dyn PolicySource> = match policy {
             Some(policy) => policy,
@@ -214,6 +227,10 @@ impl ControlBuilder {
         )?);
 
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let telemetry = Arc::new(TelemetryStore::new(
+            clock,
+            StoreLimits::from(&config.quotas),
+        ));
         let api = ControlApi {
             ca: authority.clone(),
             authenticators: Authenticators::default()
@@ -242,6 +259,7 @@ impl ControlBuilder {
                 None,
             ),
             stopping: shutdown_rx.clone(),
+            telemetry: telemetry.clone(),
         };
         let admin_listener = bind(config.admin).await?;
         let admin_addr = local_addr(&admin_listener, config.admin)?;
@@ -254,7 +272,11 @@ impl ControlBuilder {
         let mut tasks = vec![
             servers::grpc(api, listener, tls, shutdown_rx.clone()),
             servers::admin(
-                AdminState { hub, status },
+                AdminState {
+                    hub,
+                    status,
+                    telemetry: telemetry.clone(),
+                },
                 admin_access,
                 admin_listener,
                 shutdown_rx.clone(),
@@ -265,6 +287,10 @@ impl ControlBuilder {
         for source in endpoints {
             tasks.push(tokio::spawn(source.run(shutdown_rx.clone())));
         }
+        tasks.push(tokio::spawn(telemetry::sweep_until(
+            telemetry,
+            shutdown_rx.clone(),
+        )));
         tasks.push(tokio::spawn(keeper.timers(shutdown_rx)));
 
         let bundle_pem = smi_core::pem::certificates(authority.load().bundle());

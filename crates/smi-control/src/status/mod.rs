@@ -25,6 +25,16 @@ pub struct Session {
     /// The reason given by the last rejection, if the last acknowledgement was one.
     pub rejected: Option<String>,
     pub certificate_expires_unix: u64,
+    /// The workload and pod names its certificate carries, when it has them.
+    pub names: Option<SessionNames>,
+}
+
+/// A session's Kubernetes names (its certificate's).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SessionNames {
+    /// The workload (Deployment).
+    pub workload: String,
+    pub pod: String,
 }
 
 /// A workload whose Watch streams end before it acknowledges what they sent: it is not
@@ -249,6 +259,7 @@ mod tests {
             current_version: sent,
             rejected: None,
             certificate_expires_unix: 0,
+            names: None,
         }
     }
 

@@ -1,0 +1,188 @@
+//! [`MeshConfig`]: how a workload reaches the control, what it subscribes to, its names for
+//! telemetry and how it reports; from code or from `SMI_*` environment variables.
+
+use std::time::Duration;
+
+use smi_core::telemetry::WorkloadError;
+use smi_tls::TlsError;
+
+use crate::control::{ClientError, ControlAddr};
+use crate::metrics::ISTIO_DURATION_BUCKETS_MS;
+use crate::trace::TraceHandle;
+
+/// How often a workload reports its traffic to the control by default.
+pub const DEFAULT_REPORT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How a workload reaches the control service, and what it subscribes to.
+#[derive(Clone, Debug)]
+pub struct MeshConfig {
+    pub control: ControlAddr,
+    pub token: String,
+    /// Services this workload calls (`ns/name`), or `*` for all: their splits and endpoints are
+    /// sent to it.
+    pub calls: Vec<String>,
+    /// A name for this instance in the control's admin views (e.g. the pod name). Free-form;
+    /// telemetry uses [`MeshConfig::pod_name`] and [`MeshConfig::workload_name`].
+    pub workload: String,
+    /// How long [`Mesh::start`] waits for the first policy.
+    pub ready_timeout: Duration,
+    /// The pod's name (`SMI_POD_NAME`). Default: the host name, lower-cased, with characters
+    /// Kubernetes refuses replaced by `-`.
+    pub pod_name: Option<String>,
+    /// The workload's (Deployment's) name (`SMI_WORKLOAD_NAME`). Default: the pod name without
+    /// Kubernetes' `-<pod-template-hash>-<suffix>` (`Workload::name_of_pod`).
+    pub workload_name: Option<String>,
+    /// The namespace (`SMI_NAMESPACE`): always the identity's; when set, [`Mesh::start`] fails
+    /// if the control grants an identity in another namespace.
+    pub namespace: Option<String>,
+    /// How often traffic statistics go to the control (`SMI_REPORT_INTERVAL`, seconds).
+    /// Default: [`DEFAULT_REPORT_INTERVAL`]; zero: never.
+    pub report_interval: Duration,
+    /// Bounds of `istio_request_duration_milliseconds`, milliseconds. Default: Istio's
+    /// ([`ISTIO_DURATION_BUCKETS_MS`]).
+    pub duration_buckets_ms: Vec<f64>,
+    /// Also serve OSM's `osm_request_total` and `osm_request_duration_ms` (`SMI_OSM_METRICS=1`).
+    /// Default: off.
+    pub osm_metrics: bool,
+    /// Where spans go (`crate::trace`). Default: nowhere; [`MeshConfig::from_env`] exports
+    /// over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (feature `otlp`).
+    pub trace: TraceHandle,
+}
+
+impl MeshConfig {
+    pub fn new(control: ControlAddr, token: impl Into<String>) -> Self {
+        Self {
+            control,
+            token: token.into(),
+            calls: vec!["*".to_owned()],
+            workload: std::process::id().to_string(),
+            ready_timeout: Duration::from_secs(10),
+            pod_name: None,
+            workload_name: None,
+            namespace: None,
+            report_interval: DEFAULT_REPORT_INTERVAL,
+            duration_buckets_ms: ISTIO_DURATION_BUCKETS_MS.to_vec(),
+            osm_metrics: false,
+            trace: TraceHandle::default(),
+        }
+    }
+
+    /// From `SMI_CONTROL_ADDR` and `SMI_TOKEN` (or `SMI_TOKEN_FILE`); `SMI_CALLS` is an optional
+    /// comma-separated list of services (default `*`), `SMI_WORKLOAD` an optional name;
+    /// `SMI_POD_NAME`, `SMI_WORKLOAD_NAME`, `SMI_NAMESPACE`, `SMI_REPORT_INTERVAL` (seconds)
+    /// and `SMI_OSM_METRICS` (`1` or `true`) are optional too; the OpenTelemetry variables
+    /// configure trace export (`TraceHandle::from_env`: call this inside a Tokio runtime).
+    pub fn from_env() -> Result<Self, MeshError> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let addr = var("SMI_CONTROL_ADDR").ok_or(MeshError::Env("SMI_CONTROL_ADDR is not set"))?;
+        let token = match (var("SMI_TOKEN"), var("SMI_TOKEN_FILE")) {
+            (Some(token), _) => token,
+            (None, Some(path)) => std::fs::read_to_string(&path)
+                .map_err(|e| MeshError::TokenFile(path, e))?
+                .trim()
+                .to_owned(),
+            (None, None) => return Err(MeshError::Env("set SMI_TOKEN or SMI_TOKEN_FILE")),
+        };
+        let mut config = Self::new(ControlAddr::parse(&addr)?, token);
+        if let Some(calls) = var("SMI_CALLS") {
+            config.calls = calls.split(',').map(|s| s.trim().to_owned()).collect();
+        }
+        if let Some(workload) = var("SMI_WORKLOAD") {
+            config.workload = workload;
+        }
+        config.pod_name = var("SMI_POD_NAME");
+        config.workload_name = var("SMI_WORKLOAD_NAME");
+        config.namespace = var("SMI_NAMESPACE");
+        if let Some(seconds) = var("SMI_REPORT_INTERVAL") {
+            config.report_interval = seconds
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                .ok_or(MeshError::Env(
+                    "SMI_REPORT_INTERVAL must be a number of seconds (0: no reports)",
+                ))?;
+        }
+        if let Some(osm) = var("SMI_OSM_METRICS") {
+            config.osm_metrics = matches!(osm.trim(), "1" | "true" | "yes");
+        }
+        config.trace = TraceHandle::from_env();
+        Ok(config)
+    }
+
+    pub fn calls<I: IntoIterator<Item = S>, S: Into<String>>(mut self, services: I) -> Self {
+        self.calls = services.into_iter().map(Into::into).collect();
+        self
+    }
+
+    pub fn workload(mut self, name: impl Into<String>) -> Self {
+        self.workload = name.into();
+        self
+    }
+
+    #[must_use]
+    pub fn pod_name(mut self, pod: impl Into<String>) -> Self {
+        self.pod_name = Some(pod.into());
+        self
+    }
+
+    #[must_use]
+    pub fn workload_name(mut self, name: impl Into<String>) -> Self {
+        self.workload_name = Some(name.into());
+        self
+    }
+
+    /// The workload's and the pod's names at once.
+    #[must_use]
+    pub fn names(self, workload: &str, pod: &str) -> Self {
+        self.workload_name(workload).pod_name(pod)
+    }
+
+    #[must_use]
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    #[must_use]
+    pub fn report_interval(mut self, interval: Duration) -> Self {
+        self.report_interval = interval;
+        self
+    }
+
+    #[must_use]
+    pub fn osm_metrics(mut self, on: bool) -> Self {
+        self.osm_metrics = on;
+        self
+    }
+
+    #[must_use]
+    pub fn duration_buckets_ms(mut self, bounds: impl Into<Vec<f64>>) -> Self {
+        self.duration_buckets_ms = bounds.into();
+        self
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MeshError {
+    #[error("{0}")]
+    Env(&'static str),
+    #[error("reading the join token from {0}: {1}")]
+    TokenFile(String, std::io::Error),
+    #[error(transparent)]
+    Control(#[from] ClientError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("no policy from the control service within {0:?}")]
+    NotReady(Duration),
+    #[error("the workload's names: {0}")]
+    Names(#[from] WorkloadError),
+    #[error(
+        "SMI_NAMESPACE (or MeshConfig::namespace) is {configured:?}, but the control granted {identity}, in namespace {granted:?}: the namespace is the identity's"
+    )]
+    Namespace {
+        configured: String,
+        granted: String,
+        identity: String,
+    },
+}
