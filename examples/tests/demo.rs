@@ -41,6 +41,27 @@ fn the_buyer_buys_the_thief_is_denied_and_the_split_sends_to_both_versions() {
         // 50/50: with over 20 purchases, each side gets some (the chance of none is < 1e-6).
         assert!(summary.backends[backend] > 0, "{summary:?}");
     }
+    // The control's TrafficMetrics API saw it too (workloads report every second here).
+    let traffic = |name: &str| {
+        summary
+            .traffic
+            .iter()
+            .find(|row| row.deployment == name)
+            .unwrap_or_else(|| panic!("no TrafficMetrics row for {name}: {summary:?}"))
+    };
+    let sent = traffic("bookbuyer");
+    assert!(sent.answered > 0.0, "{summary:?}");
+    assert_eq!(sent.success_rate, Some(100.0), "{summary:?}");
+    assert!(sent.p99_ms.is_some_and(|p| p > 0.0), "{summary:?}");
+    for backend in ["bookstore-v1", "bookstore-v2", "bookwarehouse"] {
+        assert!(traffic(backend).answered > 0.0, "{backend}: {summary:?}");
+    }
+    // The thief's purchases were refused by the bookstores, which count them as denials.
+    let refused: f64 = ["bookstore-v1", "bookstore-v2"]
+        .iter()
+        .map(|b| traffic(b).denied)
+        .sum();
+    assert!(refused > 0.0, "{summary:?}");
 }
 
 #[test]

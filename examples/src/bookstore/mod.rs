@@ -4,11 +4,13 @@
 //! bookbuyer and bookthief buy books from `bookstore.bookstore`; a TrafficSplit sends half of
 //! the requests to bookstore-v1 and half to bookstore-v2; SMI policy lets bookbuyer buy and not
 //! bookthief; the bookstores restock from bookwarehouse. The supervisor shows what each client
-//! got, and which backend answered.
+//! got, which backend answered, and what the control's TrafficMetrics API says of each
+//! workload (success rate, p99).
 
 pub mod roles;
 pub mod stats;
 pub mod supervisor;
+pub mod traffic;
 
 /// Lines a role prints on stdout for the supervisor.
 pub const READY: &str = "ready";

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::traffic::{self, TrafficRow};
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientCounts {
     pub ok: u64,
@@ -24,10 +26,13 @@ pub struct ClientReport {
 }
 
 /// `--json` output.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub clients: BTreeMap<String, ClientCounts>,
     pub backends: BTreeMap<String, u64>,
+    /// What the control's TrafficMetrics API said at the end (last 30 s).
+    #[serde(default)]
+    pub traffic: Vec<TrafficRow>,
 }
 
 impl Summary {
@@ -64,6 +69,10 @@ impl Summary {
         out.push_str(&format!("\n{:<12} {:>8}\n", "backend", "requests"));
         for (backend, n) in &self.backends {
             out.push_str(&format!("{backend:<12} {n:>8}\n"));
+        }
+        if !self.traffic.is_empty() {
+            out.push_str("\nTrafficMetrics (the control's API, last 30 s)\n");
+            out.push_str(&traffic::table(&self.traffic));
         }
         out
     }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -15,6 +16,7 @@ use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
 use super::stats::{ClientReport, Summary};
+use super::traffic;
 use super::{READY, STATS, WORKLOADS};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -81,9 +83,10 @@ pub async fn run(options: Options) -> Result<Summary, Error> {
     )
     .await?;
     let api = addrs.first().ok_or("control: no address")?.clone();
-    let admin = addrs.get(1).cloned().unwrap_or_default();
+    let admin: SocketAddr = addrs.get(1).ok_or("control: no admin address")?.parse()?;
     if !options.json {
         println!("control service: gRPC {api}, admin http://{admin}");
+        println!("beside it: smictl top deployments -n bookstore --admin {admin} --watch");
     }
 
     let store = CaStore::new(state.path());
@@ -116,6 +119,8 @@ pub async fn run(options: Options) -> Result<Summary, Error> {
                 ("SMI_WORKLOAD_NAME", workload.role),
                 ("SMI_POD_NAME", pod.as_str()),
                 ("SMI_NAMESPACE", namespace),
+                // Reports every second (default 5 s), so the TrafficMetrics table fills at once.
+                ("SMI_REPORT_INTERVAL", "1"),
             ],
         )
         .await?;
@@ -169,7 +174,9 @@ pub async fn run(options: Options) -> Result<Summary, Error> {
                 started.elapsed().as_secs_f64(),
                 options.policy_dir.join("bookstore-split.yaml").display()
             );
-            println!("{}", summary().table());
+            let mut now = summary();
+            now.traffic = traffic::fetch(admin).await;
+            println!("{}", now.table());
             let reports = reports.lock().unwrap_or_else(|e| e.into_inner());
             for (client, report) in reports.iter() {
                 if let Some(error) = &report.last_error {
@@ -178,6 +185,9 @@ pub async fn run(options: Options) -> Result<Summary, Error> {
             }
         }
     }
+
+    // What the control says, while every workload still runs.
+    let traffic = traffic::fetch(admin).await;
 
     // Clients first, and wait for their last counts (their output ends when they exit), so that
     // no purchase is cut off by a server stopping; then the servers and the control.
@@ -201,5 +211,8 @@ pub async fn run(options: Options) -> Result<Summary, Error> {
             let _ = process.child.kill().await;
         }
     }
-    Ok(summary())
+    Ok(Summary {
+        traffic,
+        ..summary()
+    })
 }

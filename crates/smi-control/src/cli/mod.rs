@@ -5,7 +5,7 @@
 //! errors, policy that does not load, or a state directory that cannot be read or written.
 //! They hold when stdout is closed early (`| head`): output goes through `output::finish`, never a panicking `println!`.
 
-mod admin_api;
+pub mod admin_api;
 mod args;
 mod ca;
 mod check;

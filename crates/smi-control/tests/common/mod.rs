@@ -1,4 +1,5 @@
-//! What the smictl tests share: the binary, its output, and files to point it at.
+//! What the smictl tests share: the binary, its output, and files to point it at; and, in
+//! `telemetry`, the telemetry tests' control service.
 // Each test file uses its own part of this module.
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
@@ -6,6 +7,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+pub mod telemetry;
 
 /// The bookstore example's policy directory.
 pub const EXAMPLE_POLICY: &str = concat!(
