@@ -3,8 +3,8 @@
 //! Arbitrary bytes as the messages a workload sends the control service (the first byte picks
 //! the message), decoded and handled as the control's API does after authentication: a
 //! WatchRequest's services parsed and its policy view computed, a RegisterRequest's endpoints
-//! checked and registered (then removed), an AckRequest recorded. Used or refused, never a
-//! panic. (CertifyRequest's token and CSR have their own targets: `token`, `csr`.)
+//! checked and registered (then removed), an AckRequest recorded, a ReportRequest read and
+//! stored (twice: the retry must not count again). Used or refused, never a panic. (CertifyRequest's token and CSR have their own targets: `token`, `csr`.)
 #![no_main]
 
 use std::sync::Arc;
@@ -13,7 +13,11 @@ use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use smi_control::distribute::{Hub, Subscription};
 use smi_control::registry::Registry;
+use smi_control::quota::Quotas;
 use smi_control::status::Status;
+use smi_control::telemetry::clock::SystemClock;
+use smi_control::telemetry::store::{Ingested, StoreLimits, TelemetryStore};
+use smi_control::wire::report::report;
 use smi_core::proto::v1;
 use smi_core::{ServiceRef, SpiffeId};
 
@@ -23,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let hub = Hub::new(false);
     let identity: SpiffeId = "spiffe://cluster.local/ns/a/sa/b".parse().expect("an id");
-    match kind % 3 {
+    match kind % 4 {
         0 => {
             if let Ok(req) = v1::WatchRequest::decode(message) {
                 let calls: Result<Vec<ServiceRef>, _> = req
@@ -49,6 +53,19 @@ fuzz_target!(|data: &[u8]| {
                 let granted = [ServiceRef::new("a", "b")];
                 if let Ok(id) = registry.register(&identity, &granted, &req.endpoints) {
                     registry.remove(id);
+                }
+            }
+        }
+        2 => {
+            if let Ok(req) = v1::ReportRequest::decode(message) {
+                let quotas = Quotas::default();
+                if let Ok(read) = report(&identity, None, req, &quotas) {
+                    let store = TelemetryStore::new(Arc::new(SystemClock), StoreLimits::from(&quotas));
+                    let first = store.ingest(&identity.account, read.clone());
+                    let again = store.ingest(&identity.account, read);
+                    if matches!(first, Ok(Ingested::Counted { .. })) {
+                        assert_eq!(again, Ok(Ingested::Repeated), "a retried report counted twice");
+                    }
                 }
             }
         }
