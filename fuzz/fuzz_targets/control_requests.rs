@@ -19,6 +19,7 @@ use smi_control::telemetry::clock::SystemClock;
 use smi_control::telemetry::store::{Ingested, StoreLimits, TelemetryStore};
 use smi_control::wire::report::report;
 use smi_core::proto::v1;
+use smi_core::telemetry::Workload;
 use smi_core::{ServiceRef, SpiffeId};
 
 fuzz_target!(|data: &[u8]| {
@@ -59,7 +60,8 @@ fuzz_target!(|data: &[u8]| {
         2 => {
             if let Ok(req) = v1::ReportRequest::decode(message) {
                 let quotas = Quotas::default();
-                if let Ok(read) = report(&identity, None, req, &quotas) {
+                let certified = Workload::new("a", "w", "w-0");
+                if let Ok(read) = report(&identity, Some(&certified), req, &quotas) {
                     let store = TelemetryStore::new(Arc::new(SystemClock), StoreLimits::from(&quotas));
                     let first = store.ingest(&identity.account, read.clone());
                     let again = store.ingest(&identity.account, read);

@@ -25,6 +25,10 @@ use crate::metrics::{EdgeDelta, Metrics};
 /// The most edges one report carries.
 pub const MAX_EDGES_PER_REPORT: usize = 1_000;
 
+/// The most bytes of edges one report carries: well under the control's 256 KiB request limit,
+/// so a busy workload's report is never refused for its size.
+pub const MAX_REPORT_BYTES: usize = 192 * 1024;
+
 /// How long one Report RPC (with connecting) may take.
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -61,7 +65,10 @@ impl Reporter {
     /// counted until its last drain; `None` when there is nothing to report.
     pub(crate) fn next(&mut self, metrics: &Metrics, now: Instant) -> Option<&v1::ReportRequest> {
         if self.unsent.is_none() {
-            let edges = metrics.take_edges(self.max_edges);
+            let (edges, rest) = fit(metrics.take_edges(self.max_edges));
+            if !rest.is_empty() {
+                metrics.put_back(rest);
+            }
             let covered = now.saturating_duration_since(self.covered_until);
             self.covered_until = now;
             if edges.is_empty() {
@@ -73,7 +80,7 @@ impl Reporter {
                 sequence: self.sequence,
                 interval_millis: u32::try_from(covered.as_millis()).unwrap_or(u32::MAX),
                 names: Some(self.names.clone()),
-                edges: edges.into_iter().map(edge).collect(),
+                edges,
             });
         }
         self.unsent.as_ref()
@@ -85,7 +92,27 @@ impl Reporter {
     }
 }
 
-fn edge(e: EdgeDelta) -> v1::EdgeStats {
+/// The edges that fit in [`MAX_REPORT_BYTES`] (at least one), and those that wait.
+fn fit(deltas: Vec<EdgeDelta>) -> (Vec<v1::EdgeStats>, Vec<EdgeDelta>) {
+    let mut bytes = 0;
+    let mut edges = Vec::with_capacity(deltas.len());
+    let mut rest = Vec::new();
+    for delta in deltas {
+        if rest.is_empty() {
+            let stats = edge(&delta);
+            let len = prost::Message::encoded_len(&stats) + 4;
+            if edges.is_empty() || bytes + len <= MAX_REPORT_BYTES {
+                bytes += len;
+                edges.push(stats);
+                continue;
+            }
+        }
+        rest.push(delta);
+    }
+    (edges, rest)
+}
+
+fn edge(e: &EdgeDelta) -> v1::EdgeStats {
     let direction = match e.key.direction {
         Direction::Inbound => v1::Direction::Inbound,
         Direction::Outbound => v1::Direction::Outbound,

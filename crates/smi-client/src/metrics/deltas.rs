@@ -54,6 +54,15 @@ impl EdgeDelta {
         }
     }
 
+    /// Adds an earlier delta of the same edge (it keeps the earlier `since`).
+    pub(crate) fn merge(&mut self, earlier: EdgeDelta) {
+        self.success += earlier.success;
+        self.failure += earlier.failure;
+        self.denied += earlier.denied;
+        self.latency.merge(&earlier.latency);
+        self.since = self.since.min(earlier.since);
+    }
+
     pub(crate) fn add(&mut self, delta: &Delta) {
         let [success, failure, denied] = delta.outcomes;
         self.success = self.success.saturating_add(success);

@@ -20,7 +20,8 @@ pub const MAX_DURATION_BUCKETS: usize = 64;
 /// The most series one registry holds (about 5 KB each, mostly the latency sketch: at most
 /// about 20 MB). Past it, new series are counted together in one series per direction whose
 /// labels read `overflow`, so that peers cannot grow a workload's memory by varying what they
-/// send.
+/// send. Each direction has half: upstreams answering with every status code cannot push the
+/// inbound series (Flagger's) into `overflow`.
 pub const MAX_SERIES: usize = 4_096;
 
 /// How a registry records and renders.

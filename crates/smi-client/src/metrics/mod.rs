@@ -151,4 +151,10 @@ impl Metrics {
     pub(crate) fn take_edges(&self, max: usize) -> Vec<EdgeDelta> {
         self.0.take_edges(max)
     }
+
+    /// Returns taken edges that did not fit in a report to the backlog (merged with what was
+    /// counted since), to go first next time.
+    pub(crate) fn put_back(&self, edges: Vec<EdgeDelta>) {
+        self.0.put_back(edges);
+    }
 }

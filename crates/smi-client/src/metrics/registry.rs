@@ -44,6 +44,10 @@ pub(crate) struct Registry {
 #[derive(Debug, Default)]
 struct SeriesSet {
     by_key: hashbrown::HashMap<SeriesKey, Arc<Series>>,
+    /// Series per direction (inbound, outbound): each direction has half the cap, so that
+    /// answers from a hostile upstream (any status code) cannot push the inbound series that
+    /// Flagger reads into `overflow`.
+    per_direction: [usize; 2],
     /// Every series (with the overflow ones), in creation order.
     list: Vec<Arc<Series>>,
     overflow: [Option<Arc<Series>>; 2],
@@ -145,13 +149,14 @@ impl Registry {
             return series.clone();
         }
         let buckets = self.bounds.len() + 1;
-        if set.by_key.len() < self.max_series {
+        let slot = usize::from(key.direction == Direction::Outbound);
+        if set.per_direction[slot] < self.max_series.div_ceil(2) {
             let series = Arc::new(Series::new(key.clone(), false, buckets, self.alive.clone()));
             set.by_key.insert(key.clone(), series.clone());
             set.list.push(series.clone());
+            set.per_direction[slot] += 1;
             return series;
         }
-        let slot = usize::from(key.direction == Direction::Outbound);
         if let Some(series) = &set.overflow[slot] {
             return series.clone();
         }
@@ -217,6 +222,22 @@ impl Registry {
             }
         }
         edges
+    }
+}
+
+impl Registry {
+    pub(crate) fn put_back(&self, edges: Vec<EdgeDelta>) {
+        let mut backlog = lock(&self.backlog);
+        for edge in edges {
+            match backlog.edges.entry(edge.key.clone()) {
+                hashbrown::hash_map::Entry::Occupied(mut waiting) => {
+                    waiting.get_mut().merge(edge);
+                }
+                hashbrown::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(edge);
+                }
+            }
+        }
     }
 }
 

@@ -120,8 +120,9 @@ fn threads_count_into_the_same_series() {
 
 #[test]
 fn past_the_cap_new_series_are_counted_as_overflow() {
+    // Half the cap per direction: three inbound series.
     let options = MetricsOptions {
-        max_series: 3,
+        max_series: 6,
         ..MetricsOptions::default()
     };
     let metrics = Metrics::with_options(store(), &options);
@@ -413,4 +414,27 @@ fn names_equal_in_content_are_one_series_whatever_their_origin() {
         (series[1].route.as_str(), series[1].success),
         ("rule sell", 1)
     );
+}
+
+#[test]
+fn outbound_series_cannot_push_inbound_ones_into_overflow() {
+    let options = MetricsOptions {
+        max_series: 4,
+        ..MetricsOptions::default()
+    };
+    let metrics = Metrics::with_options(store(), &options);
+    // A hostile upstream answers with ever new status codes: outbound series fill their half.
+    for status in 200..260 {
+        let mut o = inbound("sent", status, 300);
+        o.direction = Direction::Outbound;
+        metrics.record(&o);
+    }
+    metrics.record(&inbound("rule buy", 503, 300));
+    let series = metrics.series();
+    let inbound: Vec<_> = series
+        .iter()
+        .filter(|s| s.direction == Direction::Inbound)
+        .collect();
+    assert_eq!(inbound.len(), 1, "{series:#?}");
+    assert!(!inbound[0].overflow, "{series:#?}");
 }

@@ -32,9 +32,9 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> ReportRefuse
 }
 
 /// Reads the report `request` of the caller `identity` (its certificate's), whose certificate
-/// names `certified` (its workload and pod, when it does). The workload and pod reported are in
-/// the identity's namespace (the request has no namespace to give); without names in the
-/// request, the certificate's are used.
+/// names `certified` (its workload and pod, when it does). The reporter is the certificate's
+/// workload: a certificate without names cannot report, and names in the request must be the
+/// certificate's.
 pub fn report(
     identity: &SpiffeId,
     certified: Option<&Workload>,
@@ -57,21 +57,33 @@ pub fn report(
     if request.sequence == 0 {
         return Err(invalid("sequence", "0: sequences start at 1"));
     }
-    let namespace = identity.namespace();
-    let reporter = match request.names.as_ref() {
-        Some(names) if !(names.workload.is_empty() && names.pod.is_empty()) => {
-            let named = Workload::new(namespace, &names.workload, &names.pod);
-            named.check().map_err(|e| invalid("names", e.to_string()))?;
-            named
-        }
-        _ => certified.cloned().ok_or_else(|| {
-            invalid(
-                "names",
-                "missing: a report names its workload and pod (or its certificate does: enroll \
-                 with CertifyRequest.names)",
-            )
-        })?,
-    };
+    // The certificate says who reports: its names were checked (in the identity's namespace)
+    // when it was issued. Names in the request may only repeat them, so that one workload
+    // cannot report as another pod or Deployment.
+    let reporter = certified.cloned().ok_or_else(|| {
+        invalid(
+            "names",
+            "the certificate names no workload: enroll with CertifyRequest.names to report",
+        )
+    })?;
+    if reporter.namespace != identity.namespace() {
+        return Err(invalid(
+            "names",
+            "the certificate's workload is not in its identity's namespace",
+        ));
+    }
+    if let Some(names) = request.names.as_ref()
+        && !(names.workload.is_empty() && names.pod.is_empty())
+        && (names.workload != reporter.name || names.pod != reporter.pod)
+    {
+        return Err(invalid(
+            "names",
+            format!(
+                "{}/{} is not the workload this certificate names ({}/{})",
+                names.workload, names.pod, reporter.name, reporter.pod
+            ),
+        ));
+    }
     let edges = request
         .edges
         .into_iter()
@@ -194,39 +206,68 @@ mod tests {
         }
     }
 
+    /// The names the caller's certificate carries (as `request` names them).
+    fn certified() -> Workload {
+        Workload::new("shop", "web", "web-5d8f7c9b4-x2x7q")
+    }
+
     fn refused(request: v1::ReportRequest) -> String {
-        report(&id(), None, request, &Quotas::default())
+        report(&id(), Some(&certified()), request, &Quotas::default())
             .unwrap_err()
             .to_string()
     }
 
     #[test]
     fn a_report_reads_into_the_callers_namespace() {
-        let read = report(&id(), None, request(vec![edge_stats()]), &Quotas::default()).unwrap();
-        assert_eq!(
-            read.reporter,
-            Workload::new("shop", "web", "web-5d8f7c9b4-x2x7q")
-        );
+        let read = report(
+            &id(),
+            Some(&certified()),
+            request(vec![edge_stats()]),
+            &Quotas::default(),
+        )
+        .unwrap();
+        assert_eq!(read.reporter, certified());
         assert_eq!(read.edges[0].key.peer_namespace(), "shop");
         assert_eq!(read.edges[0].latency.bins(), &[(400, 7), (500, 3)]);
         assert_eq!(read.edges[0].counts.failure, 1);
         // Without names, the certificate's.
         let mut unnamed = request(vec![]);
         unnamed.names = None;
-        let cert = Workload::new("shop", "web", "web-0");
-        let read = report(&id(), Some(&cert), unnamed.clone(), &Quotas::default()).unwrap();
-        assert_eq!(read.reporter, cert);
-        assert!(refused(unnamed).starts_with("names: missing"));
+        let read = report(
+            &id(),
+            Some(&certified()),
+            unnamed.clone(),
+            &Quotas::default(),
+        )
+        .unwrap();
+        assert_eq!(read.reporter, certified());
+    }
+
+    #[test]
+    fn a_report_is_the_certificates_workload_and_no_other() {
+        // Another pod's or Deployment's names: refused, naming both.
+        let mut other = request(vec![]);
+        other.names = Some(v1::WorkloadNames {
+            workload: "db".into(),
+            pod: "db-0".into(),
+        });
+        let refusal = refused(other);
+        assert!(
+            refusal.starts_with("names: db/db-0 is not the workload this certificate names (web/"),
+            "{refusal}"
+        );
+        // A certificate without names reports nothing.
+        let without = report(&id(), None, request(vec![]), &Quotas::default()).unwrap_err();
+        assert!(
+            without
+                .to_string()
+                .starts_with("names: the certificate names no workload"),
+            "{without}"
+        );
     }
 
     #[test]
     fn each_bad_field_is_named() {
-        let mut bad_name = request(vec![]);
-        bad_name.names = Some(v1::WorkloadNames {
-            workload: "Web".into(),
-            pod: "web-0".into(),
-        });
-        assert!(refused(bad_name).starts_with("names: workload name \"Web\""));
         let mut no_sequence = request(vec![]);
         no_sequence.sequence = 0;
         assert!(refused(no_sequence).starts_with("sequence: "));

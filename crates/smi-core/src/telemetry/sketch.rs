@@ -75,13 +75,27 @@ impl LatencySketch {
                 counts: counts.len(),
             });
         }
-        let mut sketch = Self::new();
+        let mut pairs = Vec::with_capacity(bins.len().min(BINS));
         for (&bin, &count) in bins.iter().zip(counts) {
             let bin = u16::try_from(bin)
                 .ok()
                 .filter(|b| usize::from(*b) < BINS)
                 .ok_or(SketchError::NoSuchBin(bin))?;
-            sketch.add(bin, count);
+            pairs.push((bin, count));
+        }
+        // Sorted once, then merged in one pass: inserting pair by pair would move the vector
+        // on every insert (quadratic in what a peer sends).
+        pairs.sort_unstable_by_key(|&(bin, _)| bin);
+        let mut sketch = Self::new();
+        for (bin, count) in pairs {
+            if count == 0 {
+                continue;
+            }
+            match sketch.bins.last_mut() {
+                Some((last, n)) if *last == bin => *n = n.saturating_add(count),
+                _ => sketch.bins.push((bin, count)),
+            }
+            sketch.count = sketch.count.saturating_add(count);
         }
         Ok(sketch)
     }

@@ -147,3 +147,43 @@ fn only_refusals_of_the_report_itself_drop_it() {
         assert!(!refuses_for_good(retried), "{retried:?}");
     }
 }
+
+#[test]
+fn a_busy_workloads_report_is_split_to_fit_the_controls_request_limit() {
+    let metrics = metrics();
+    let (mut reporter, start) = reporter(MAX_EDGES_PER_REPORT);
+    // 400 edges of about 300 latency bins each: more than one report can carry.
+    for route in 0..400 {
+        let route: &'static str = Box::leak(format!("route {route}").into_boxed_str());
+        for micros in 0..300u64 {
+            metrics.record(&Observation {
+                direction: Direction::Outbound,
+                labels: EdgeLabels {
+                    route: route.into(),
+                    ..EdgeLabels::default()
+                },
+                status: 200,
+                grpc_status: None,
+                duration: Duration::from_micros(100 + micros * micros),
+            });
+        }
+    }
+    metrics.drain();
+    let mut edges = 0;
+    let mut reports = 0;
+    let mut at = start;
+    while let Some(report) = reporter.next(&metrics, at).cloned() {
+        assert!(
+            prost::Message::encoded_len(&report) <= MAX_REPORT_BYTES + 1024,
+            "report {} is {} bytes",
+            report.sequence,
+            prost::Message::encoded_len(&report)
+        );
+        edges += report.edges.len();
+        reports += 1;
+        reporter.delivered();
+        at += Duration::from_secs(5);
+    }
+    assert_eq!(edges, 400);
+    assert!(reports > 1, "{reports} report(s)");
+}
