@@ -15,14 +15,30 @@ use tokio::task::JoinHandle;
 /// Books bought in the background until [`Load::stop`].
 struct Load {
     stop: watch::Sender<bool>,
+    /// Requests answered 200 so far.
+    answered: watch::Receiver<u64>,
     buying: JoinHandle<(u64, Vec<String>)>,
 }
 
 impl Load {
     fn start(mesh: &Mesh) -> Load {
         let (stop, stopped) = watch::channel(false);
-        let buying = tokio::spawn(buy_until(mesh.clone(), stopped));
-        Load { stop, buying }
+        let (count, answered) = watch::channel(0);
+        let buying = tokio::spawn(buy_until(mesh.clone(), stopped, count));
+        Load {
+            stop,
+            answered,
+            buying,
+        }
+    }
+
+    /// Waits until `more` further requests have been answered 200 (bounded by `WAIT`).
+    async fn answers(&mut self, more: u64, during: &str) {
+        let target = *self.answered.borrow() + more;
+        tokio::time::timeout(WAIT, self.answered.wait_for(|n| *n >= target))
+            .await
+            .unwrap_or_else(|_| panic!("{more} requests not answered {during} within {WAIT:?}"))
+            .unwrap();
     }
 
     /// Stops buying; every request must have been answered 200. Returns how many were.
@@ -41,7 +57,11 @@ impl Load {
 
 /// Buys books in a loop until `stop`, with a fresh client (new connections, new handshakes)
 /// every 25 requests. Returns the number answered 200 and every other outcome.
-async fn buy_until(mesh: Mesh, mut stop: watch::Receiver<bool>) -> (u64, Vec<String>) {
+async fn buy_until(
+    mesh: Mesh,
+    mut stop: watch::Receiver<bool>,
+    answered: watch::Sender<u64>,
+) -> (u64, Vec<String>) {
     let (mut ok, mut other) = (0, Vec::new());
     let mut client = MeshClient::new(mesh.clone());
     for n in 0.. {
@@ -52,7 +72,10 @@ async fn buy_until(mesh: Mesh, mut stop: watch::Receiver<bool>) -> (u64, Vec<Str
             client = MeshClient::new(mesh.clone());
         }
         match get(&client, BUY).await {
-            Ok((StatusCode::OK, _)) => ok += 1,
+            Ok((StatusCode::OK, _)) => {
+                ok += 1;
+                answered.send_replace(ok);
+            }
             Ok((status, backend)) => other.push(format!("{status} from {backend}")),
             Err(e) => other.push(e.to_string()),
         }
@@ -86,7 +109,7 @@ async fn a_control_restart_under_load_drops_no_request() {
     let mut cluster = bookstore::control(50, 50).await;
     let _bookstores = backends(&cluster).await;
     let buyer = caller(&cluster, "bookbuyer/bookbuyer", VERSIONS).await;
-    let load = Load::start(&buyer);
+    let mut load = Load::start(&buyer);
 
     cluster.shutdown().await;
     // The control is down: the workload notices, and keeps serving and calling.
@@ -94,6 +117,7 @@ async fn a_control_restart_under_load_drops_no_request() {
         !m.status().connected
     })
     .await;
+    load.answers(20, "while the control is down").await;
     // Started again on the same address and directories.
     cluster.start_again().await;
     // It reconnects, and the servers re-register.
@@ -103,8 +127,8 @@ async fn a_control_restart_under_load_drops_no_request() {
         policy.to_string().matches("\"port\"").count() >= 2
     })
     .await;
-    let ok = load.stop().await;
-    assert!(ok > 20, "only {ok} requests");
+    load.answers(20, "after the control came back").await;
+    load.stop().await;
     assert!(buyer.status().ready);
     cluster.shutdown().await;
 }

@@ -11,7 +11,7 @@ use std::task::{Context, Poll, ready};
 
 use smi_client::{Handles, KeepAlive};
 use smi_tls::accept::incoming_with;
-use smi_tls::{PeerIdentityError, peer_identity};
+use smi_tls::{PeerIdentityError, Transport, peer_identity};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
@@ -26,7 +26,7 @@ use crate::slots::{Slot, Slots};
 /// slot (see [`ServeOptions::max_connections_per_peer`]) until it is dropped.
 #[derive(Debug)]
 pub struct MeshStream {
-    inner: TlsStream<TcpStream>,
+    inner: Transport<TcpStream>,
     peer: Peer,
     _slot: Slot,
 }
@@ -39,6 +39,19 @@ impl MeshStream {
     /// The TCP socket underneath (for shutting it down from outside, see `crate::upgrade`).
     pub(crate) fn tcp(&self) -> &TcpStream {
         self.inner.get_ref().0
+    }
+
+    /// Coalesces flushes ([`Transport::coalescing`]) if the connection speaks HTTP/2: for
+    /// hyper's connections, which poll the stream again after every flush, and where many
+    /// responses are written at once. Not for a stream handed to the application.
+    pub(crate) fn coalescing(self) -> Self {
+        if self.inner.get_ref().1.alpn_protocol() != Some(b"h2") {
+            return self;
+        }
+        Self {
+            inner: self.inner.coalescing(),
+            ..self
+        }
     }
 }
 
@@ -99,8 +112,9 @@ impl MeshIncoming {
         // Over the limit: dropping `tls` closes the connection.
         let slot = self.slots.take(&presented.spiffe_id)?;
         let peer = Peer::with_workload(presented.spiffe_id, presented.workload, addr, local);
+        let (tcp, session) = tls.into_inner();
         Some(Ok(MeshStream {
-            inner: tls,
+            inner: Transport::new(tcp, session),
             peer,
             _slot: slot,
         }))

@@ -89,6 +89,9 @@ where
         };
         let builder = builder.clone();
         if !options.upgrades {
+            // Only hyper uses this stream, so its flushes may be coalesced; an upgraded stream
+            // goes to the application, which may not poll it again after a flush.
+            let stream = stream.coalescing();
             tokio::spawn(async move {
                 let connection = builder.serve_connection(TokioIo::new(stream), service);
                 connection::run(connection, auto::Connection::graceful_shutdown, cx).await;

@@ -13,7 +13,9 @@
 pub mod accept;
 mod config;
 mod identity;
+pub mod transport;
 mod verify;
 
 pub use config::{ALPN, Mtls, OwnCertificate, TlsError};
 pub use identity::{PeerIdentity, PeerIdentityError, peer_identity, peer_spiffe_id};
+pub use transport::Transport;

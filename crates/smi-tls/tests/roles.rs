@@ -4,62 +4,16 @@
 
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+mod common;
+
+use rcgen::{CertificateParams, IsCa, KeyPair};
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ServerConfig};
-use smi_core::{ServiceAccount, ServiceRef, WorkloadNames, control_spiffe_id};
-use smi_tls::{Mtls, OwnCertificate, PeerIdentityError, peer_identity, peer_spiffe_id};
+use smi_core::{WorkloadNames, control_spiffe_id};
+use smi_tls::{OwnCertificate, PeerIdentityError, peer_identity, peer_spiffe_id};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    der: CertificateDer<'static>,
-}
-
-impl Ca {
-    fn new() -> Self {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-        let cert = params.self_signed(&key).unwrap();
-        Self {
-            der: cert.der().clone(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    fn mtls(&self) -> Mtls {
-        Mtls::new([self.der.as_ref()]).unwrap()
-    }
-
-    /// A certificate naming `names` exactly as the control's CA names workloads.
-    fn issue(&self, names: &WorkloadNames) -> OwnCertificate {
-        let sans = names.sans(smi_core::DEFAULT_CLUSTER_DOMAIN);
-        let mut params = CertificateParams::new(sans.dns_names).unwrap();
-        for uri in sans.uris {
-            params
-                .subject_alt_names
-                .push(SanType::URI(uri.try_into().unwrap()));
-        }
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        OwnCertificate {
-            chain: vec![cert.der().clone()],
-            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        }
-    }
-}
-
-fn workload(ns: &str, sa: &str, serves: &[(&str, &str)]) -> WorkloadNames {
-    WorkloadNames::new(
-        ServiceAccount::new(ns, sa).spiffe_id("cluster.local"),
-        serves
-            .iter()
-            .map(|(n, s)| ServiceRef::new(*n, *s))
-            .collect(),
-    )
-}
+use common::{Ca, workload};
 
 /// What each side saw of the other after one handshake.
 #[derive(Debug)]

@@ -21,7 +21,7 @@ use tokio_rustls::TlsConnector;
 use super::OutboundError;
 use super::body::OutboundBody;
 use crate::metrics::PeerNames;
-use smi_tls::{PeerIdentityError, peer_identity};
+use smi_tls::{PeerIdentityError, Transport, peer_identity};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const IDLE_HTTP1: usize = 16;
@@ -148,6 +148,8 @@ impl<B: OutboundBody> EndpointConns<B> {
             addr,
             message: e.to_string(),
         })?;
+        let (tcp, session) = stream.into_inner();
+        let stream = Transport::new(tcp, session);
         let (_, session) = stream.get_ref();
         let presented = session
             .peer_certificates()
@@ -170,7 +172,9 @@ impl<B: OutboundBody> EndpointConns<B> {
             self.peer.store(Arc::new(names));
         }
         let h2 = session.alpn_protocol() == Some(b"h2");
-        let io = TokioIo::new(stream);
+        // hyper's HTTP/2 connection drives this stream, polling it again after every flush, so
+        // its flushes may be coalesced (smi_tls::Transport).
+        let io = TokioIo::new(if h2 { stream.coalescing() } else { stream });
         let http = |source| OutboundError::Http { addr, source };
         if h2 {
             let (sender, conn) = http2::Builder::new(TokioExecutor::new())
