@@ -8,10 +8,11 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::SystemTime;
 
 use smi_client::{Handles, KeepAlive};
 use smi_tls::accept::incoming_with;
-use smi_tls::{PeerIdentityError, Transport, peer_identity};
+use smi_tls::{Transport, session_peer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
@@ -97,12 +98,7 @@ impl MeshIncoming {
         };
         let (tcp, session) = tls.get_ref();
         let addr = tcp.peer_addr().unwrap_or(local);
-        let presented = session
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .ok_or(PeerIdentityError::NoCertificate)
-            .and_then(peer_identity);
-        let presented = match presented {
+        let presented = match session_peer(session, SystemTime::now()) {
             Ok(presented) => presented,
             Err(reason) => {
                 tracing::debug!(%addr, %reason, "connection without a usable SPIFFE ID; closing");

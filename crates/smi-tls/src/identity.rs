@@ -30,6 +30,10 @@ pub enum PeerIdentityError {
     Unparseable(String),
     #[error(transparent)]
     Names(#[from] SanError),
+    /// Only a resumed TLS session can get here (a full handshake checks validity): the
+    /// certificate it was made with has expired since.
+    #[error("the peer's certificate expired (a TLS session resumed after its certificate's end)")]
+    Expired,
 }
 
 /// Reads the leaf's SPIFFE URI SAN (exactly one is required) and service DNS SANs, by the
@@ -62,6 +66,28 @@ pub fn peer_identity(leaf: &CertificateDer<'_>) -> Result<PeerIdentity, PeerIden
     })
 }
 
+/// Who is on the other end of a completed handshake, full or resumed: the leaf's identity, if
+/// the certificate is still valid at `now`. A resumed session carries the certificate of the
+/// handshake that made it, which may have expired since; rustls does not check it again.
+pub fn session_peer(
+    session: &rustls::CommonState,
+    now: SystemTime,
+) -> Result<PeerIdentity, PeerIdentityError> {
+    let leaf = session
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .ok_or(PeerIdentityError::NoCertificate)?;
+    current(peer_identity(leaf)?, now)
+}
+
+/// `identity` if its certificate is valid at `now`.
+fn current(identity: PeerIdentity, now: SystemTime) -> Result<PeerIdentity, PeerIdentityError> {
+    if identity.not_after <= now {
+        return Err(PeerIdentityError::Expired);
+    }
+    Ok(identity)
+}
+
 /// The SPIFFE ID of a verified peer's leaf certificate (rustls' `peer_certificates()`).
 pub fn peer_spiffe_id(
     certificates: Option<&[CertificateDer<'_>]>,
@@ -70,4 +96,31 @@ pub fn peer_spiffe_id(
         .and_then(|c| c.first())
         .ok_or(PeerIdentityError::NoCertificate)?;
     Ok(peer_identity(leaf)?.spiffe_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smi_core::ServiceAccount;
+
+    #[test]
+    fn an_identity_is_current_until_its_certificate_ends() {
+        let end = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let identity = PeerIdentity {
+            spiffe_id: ServiceAccount::new("bookstore", "bookstore").spiffe_id("cluster.local"),
+            serves: Vec::new(),
+            not_after: end,
+            workload: None,
+        };
+        let before = end - Duration::from_secs(1);
+        assert_eq!(current(identity.clone(), before).unwrap(), identity);
+        assert_eq!(
+            current(identity.clone(), end),
+            Err(PeerIdentityError::Expired)
+        );
+        assert_eq!(
+            current(identity, end + Duration::from_secs(1)),
+            Err(PeerIdentityError::Expired)
+        );
+    }
 }

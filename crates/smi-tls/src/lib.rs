@@ -17,5 +17,5 @@ pub mod transport;
 mod verify;
 
 pub use config::{ALPN, Mtls, OwnCertificate, TlsError};
-pub use identity::{PeerIdentity, PeerIdentityError, peer_identity, peer_spiffe_id};
+pub use identity::{PeerIdentity, PeerIdentityError, peer_identity, peer_spiffe_id, session_peer};
 pub use transport::Transport;

@@ -1,56 +1,62 @@
 //! The mesh's TLS transport once the handshake is done: rustls driven directly rather than
 //! through tokio-rustls, so that HTTP/2's bytes reach the socket in few records and few system
-//! calls.
+//! calls. The rules below come from the data-plane benchmark (BENCHMARKS.md, "Data-path
+//! speed"), each measured.
 //!
-//! Two things differ from tokio-rustls, and both come from measuring the data-plane benchmark
-//! (BENCHMARKS.md, "Data-path speed"):
-//!
-//! - **Writes are gathered, and flushes coalesced.** h2 flushes after every DATA frame of 256
-//!   bytes or more, so a server answering 64 requests at once used to seal 64 records and make
-//!   64 `writev` calls. Here written plaintext is gathered in one buffer, and a flush that
-//!   follows new writes is put off until the next flush with nothing new (h2 always makes one at
-//!   the end of its write pass) or the next read: the whole pass becomes a few 16 KiB records and
-//!   one system call. A put-off flush wakes the task, so it is never forgotten; reads, shutdown
-//!   and a full buffer send it at once. Only for callers that poll the stream again after a
-//!   flush, as hyper's connections do ([`Transport::coalescing`]); otherwise a flush is a flush.
+//! - **A write pass is one record stream.** h2 flushes after every DATA frame of 256 bytes or
+//!   more (it writes the frame's payload as a buffer of its own), so a server answering 64
+//!   requests at once used to seal 64 records and make 64 `writev` calls. Here written plaintext
+//!   is gathered, and a flush right after such a frame is put off: the pass's last flush (h2
+//!   always makes one, with nothing new written) or the next read sends it all. A put-off flush
+//!   wakes the task, so it cannot be forgotten, and dropping the transport sends it too.
+//! - **A full record goes at once** ([`RECORD`]): the peer starts on the first responses while
+//!   the rest of a long pass is written, instead of both ends taking turns.
+//! - **Any other flush is a flush**: after a write of one buffer (h2 gathered small frames
+//!   itself, as a client's requests are), waiting would only add a turn of the scheduler.
 //! - **Reads are large.** rustls reads at most 4 KiB per call; here one `read` takes up to
 //!   [`READ_BUFFER`] of ciphertext, which rustls then takes from memory.
+//!
+//! Flushes are put off only for a caller that polls the stream again after a flush, as hyper's
+//! connections do ([`Transport::coalescing`]); otherwise every flush sends.
 use std::io::{self, BufRead as _, IoSlice, Write};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker, ready};
 
+use bytes::{Buf, BytesMut};
 use rustls::Connection;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Ciphertext read from the socket in one system call, at most: a few full records.
 pub const READ_BUFFER: usize = 32 * 1024;
 
-/// Plaintext gathered before it is sealed and sent without waiting for a flush: enough for one
-/// write pass of an HTTP/2 connection under load (64 responses of 1 KiB), small enough that a
-/// connection does not hold much memory. Larger writes are sealed straight from the caller's
-/// buffers.
-pub const WRITE_BUFFER: usize = 64 * 1024;
+/// Plaintext gathered before it is sealed and sent: one full TLS record. A write that reaches
+/// it is sealed with what was gathered, from the caller's buffers.
+pub const RECORD: usize = 16 * 1024;
+
+/// Ciphertext sealed and not yet taken by the socket, at most, before a write waits for it.
+const UNSENT_LIMIT: usize = 4 * RECORD;
 
 /// A TLS connection (client or server) over `IO` after its handshake.
 #[derive(Debug)]
 pub struct Transport<IO: AsyncRead + AsyncWrite + Unpin> {
     io: IO,
     tls: Connection,
-    /// Ciphertext from the socket that rustls has not taken yet: `incoming[start..end]`.
-    /// Allocated at the first read, so that a connection that never reads holds none.
-    incoming: Vec<u8>,
-    start: usize,
-    end: usize,
+    /// Ciphertext from the socket that rustls has not taken yet. Allocated when the socket has
+    /// something, handed back when it has nothing: an idle connection holds no buffer of ours.
+    incoming: BytesMut,
     /// The socket has ended (a read of 0 bytes); rustls has been told.
     eof: bool,
-    /// Plaintext written and not yet sealed into records.
+    /// Plaintext written and not yet sealed into records (handed back once all is sent).
     outgoing: Vec<u8>,
-    /// Ciphertext bytes sealed and not yet sent, at most (what we gave rustls, plus records).
+    /// Plaintext sealed and not yet taken by the socket, at most.
     sealed: usize,
     coalescing: bool,
-    /// Written since the last flush.
-    written: bool,
-    /// A flush was put off: the next read, write past the buffer, flush or shutdown sends.
+    /// The last write was of a frame with its payload apart (more than one buffer): h2 flushes
+    /// after each such DATA frame, and more usually follow in the same pass.
+    frame_apart: bool,
+    /// The last write took only part of what it was given: the next one goes on with it.
+    partial: bool,
+    /// A flush was put off: the next read, flush, shutdown or drop sends it.
     flush_owed: bool,
     close_notify_sent: bool,
 }
@@ -60,27 +66,27 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Transport<IO> {
     /// holds (records read with the handshake's last flight, tickets to send) is kept.
     pub fn new(io: IO, tls: impl Into<Connection>) -> Self {
         let mut tls = tls.into();
-        // The bounds are ours (`WRITE_BUFFER`, back-pressure on what is sealed): rustls then
+        // The bounds are ours (`RECORD`, back-pressure on what is sealed): rustls then
         // always takes what it is given, and bytes cannot be split between it and `outgoing`.
         tls.set_buffer_limit(None);
         Self {
             io,
             tls,
-            incoming: Vec::new(),
-            start: 0,
-            end: 0,
+            incoming: BytesMut::new(),
             eof: false,
             outgoing: Vec::new(),
             sealed: 0,
             coalescing: false,
-            written: false,
+            frame_apart: false,
+            partial: false,
             flush_owed: false,
             close_notify_sent: false,
         }
     }
 
-    /// Coalesces flushes (see the module): for a caller that polls the stream again after each
-    /// flush until it is idle, such as hyper's HTTP/1 and HTTP/2 connections.
+    /// Puts off a flush right after a frame written with its payload apart (see the module):
+    /// for a caller that polls the stream again after each flush until it is idle, such as
+    /// hyper's HTTP/2 connections.
     pub fn coalescing(mut self) -> Self {
         self.coalescing = true;
         self
@@ -118,46 +124,51 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Transport<IO> {
         }
         self.sealed = 0;
         self.flush_owed = false;
+        self.outgoing = Vec::new();
         Poll::Ready(Ok(()))
     }
 
     /// Sends a put-off flush, or what rustls wants to send after reading (a key update), as far
     /// as the socket takes it without waiting.
     fn send_owed(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        if (self.flush_owed || self.tls.wants_write())
-            && let Poll::Ready(Err(e)) = self.poll_send(cx)
-        {
-            return Err(e);
+        if self.flush_owed || self.tls.wants_write() {
+            self.try_send(cx)?;
         }
         Ok(())
+    }
+
+    /// Sends what is sealed as far as the socket takes it without waiting.
+    fn try_send(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        match self.poll_send(cx) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Ok(()),
+        }
     }
 
     /// Gives rustls ciphertext from `incoming`, reading the socket when it is used up.
     /// `Ready(Ok(()))` when rustls has new input (records or the end of the stream).
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.start == self.end {
+        if self.incoming.is_empty() {
             if self.eof {
                 // rustls knows: its reader now says Ok(0) or UnexpectedEof, never WouldBlock.
                 return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
             }
-            if self.incoming.is_empty() {
-                self.incoming = vec![0; READ_BUFFER];
-            }
-            let mut buf = ReadBuf::new(&mut self.incoming);
-            ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
-            let n = buf.filled().len();
-            (self.start, self.end) = (0, n);
-            if n == 0 {
+            self.incoming.reserve(READ_BUFFER);
+            let read =
+                tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.incoming);
+            let Poll::Ready(n) = read else {
+                self.incoming = BytesMut::new();
+                return Poll::Pending;
+            };
+            if n? == 0 {
                 self.eof = true;
                 // An empty reader is how rustls learns of the end.
                 self.tls.read_tls(&mut io::empty())?;
                 return Poll::Ready(Ok(()));
             }
         }
-        let n = self
-            .tls
-            .read_tls(&mut &self.incoming[self.start..self.end])?;
-        self.start += n;
+        let n = self.tls.read_tls(&mut &self.incoming[..])?;
+        self.incoming.advance(n);
         if let Err(e) = self.tls.process_new_packets() {
             // Send the alert rustls queued, if the socket takes it now.
             let _ = self.poll_send(cx);
@@ -213,27 +224,44 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Transport<IO> {
             return Poll::Ready(Ok(0));
         }
         // Back-pressure: what is sealed must reach the socket before more is taken.
-        if this.sealed >= WRITE_BUFFER {
+        if this.sealed >= UNSENT_LIMIT {
             ready!(this.poll_send(cx))?;
         }
-        this.written = true;
-        if this.outgoing.len() + len <= WRITE_BUFFER {
+        if !this.partial {
+            this.frame_apart = bufs.iter().filter(|b| !b.is_empty()).count() > 1;
+        }
+        if this.outgoing.len() + len < RECORD {
+            if this.outgoing.capacity() == 0 {
+                this.outgoing.reserve_exact(RECORD);
+            }
             for b in bufs {
                 this.outgoing.extend_from_slice(b);
             }
+            this.partial = false;
             return Poll::Ready(Ok(len));
         }
-        // Too large to gather: seal what is gathered, then the first buffer from where it is
-        // (up to `WRITE_BUFFER`; a short write, as the contract allows).
-        this.seal()?;
-        let first = bufs
-            .iter()
-            .find(|b| !b.is_empty())
-            .map_or(&[][..], |b| &b[..]);
-        let first = &first[..first.len().min(WRITE_BUFFER)];
-        this.tls.writer().write_all(first)?;
-        this.sealed += first.len();
-        Poll::Ready(Ok(first.len()))
+        // A record's worth or more: what is gathered and these buffers are sealed together from
+        // where they are (rustls copies once, as it makes the records), and sent.
+        let mut chunks = Vec::with_capacity(bufs.len() + 1);
+        chunks.push(IoSlice::new(&this.outgoing));
+        let mut taken = 0;
+        for b in bufs {
+            let n = b.len().min(UNSENT_LIMIT - taken);
+            if n == 0 {
+                break;
+            }
+            chunks.push(IoSlice::new(&b[..n]));
+            taken += n;
+        }
+        let sealing = this.outgoing.len() + taken;
+        if this.tls.writer().write_vectored(&chunks)? != sealing {
+            return Poll::Ready(Err(io::Error::other("rustls took part of a write")));
+        }
+        this.outgoing.clear();
+        this.sealed += sealing;
+        this.partial = taken < len;
+        this.try_send(cx)?;
+        Poll::Ready(Ok(taken))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -242,13 +270,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Transport<IO> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.coalescing && this.written {
-            this.written = false;
+        if std::mem::take(&mut this.frame_apart) && this.coalescing {
             this.flush_owed = true;
             cx.waker().wake_by_ref();
             return Poll::Ready(Ok(()));
         }
-        this.written = false;
         ready!(this.poll_send(cx))?;
         Pin::new(&mut this.io).poll_flush(cx)
     }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use rustls::ClientConnection;
 use rustls::pki_types::ServerName;
 use smi_tls::Transport;
+use smi_tls::transport::RECORD;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -186,25 +187,42 @@ async fn a_plain_flush_sends_at_once() {
     assert_eq!(&buf, b"ping");
 }
 
+/// Writes what h2 writes for a DATA frame of 256 bytes or more: its header and its payload as
+/// two buffers, in one vectored write (repeated if the transport takes part of it).
+async fn write_frame(client: &mut Client, payload: &[u8]) {
+    let header = [0u8; 9];
+    let (mut header, mut payload) = (&header[..], payload);
+    while !header.is_empty() || !payload.is_empty() {
+        let n = client
+            .write_vectored(&[io::IoSlice::new(header), io::IoSlice::new(payload)])
+            .await
+            .unwrap();
+        let from_header = n.min(header.len());
+        header = &header[from_header..];
+        payload = &payload[n - from_header..];
+    }
+}
+
 #[tokio::test]
-async fn a_coalesced_flush_goes_out_at_the_next_poll_of_the_stream() {
+async fn a_flush_after_a_frame_apart_goes_out_at_the_next_poll_of_the_stream() {
     let (client, mut server, writes) = pair().await;
     let mut client = client.coalescing();
-    client.write_all(b"ping").await.unwrap();
+    write_frame(&mut client, b"ping").await;
     client.flush().await.unwrap();
     assert_eq!(writes.load(Ordering::Relaxed), 0, "the flush is put off");
     // A second flush with nothing new written is the end of the pass: it sends.
     client.flush().await.unwrap();
     assert_eq!(writes.load(Ordering::Relaxed), 1);
 
-    client.write_all(b"pong").await.unwrap();
+    write_frame(&mut client, b"pong").await;
     client.flush().await.unwrap();
     assert_eq!(writes.load(Ordering::Relaxed), 1, "put off again");
     // Reading sends what is owed before waiting for the answer.
     let answer = tokio::spawn(async move {
-        let mut buf = [0; 8];
+        let mut buf = [0; 26];
         server.read_exact(&mut buf).await.unwrap();
-        assert_eq!(&buf, b"pingpong");
+        assert_eq!(&buf[9..13], b"ping");
+        assert_eq!(&buf[22..], b"pong");
         server.write_all(b"ok").await.unwrap();
         server.flush().await.unwrap();
     });
@@ -215,35 +233,62 @@ async fn a_coalesced_flush_goes_out_at_the_next_poll_of_the_stream() {
     answer.await.unwrap();
 }
 
+#[tokio::test]
+async fn a_flush_after_one_buffer_goes_out_at_once_even_coalescing() {
+    let (client, mut server, writes) = pair().await;
+    let mut client = client.coalescing();
+    // What h2 writes when it gathered small frames itself (a client's requests).
+    client.write_all(b"requests").await.unwrap();
+    client.flush().await.unwrap();
+    assert_eq!(writes.load(Ordering::Relaxed), 1);
+    let mut buf = [0; 8];
+    within("requests", server.read_exact(&mut buf))
+        .await
+        .unwrap();
+}
+
 /// What h2 does when it answers many requests at once: each DATA frame written and flushed,
-/// then one last flush.
-async fn write_pass(client: &mut Client, frames: usize) {
+/// then one last flush. Returns the bytes written.
+async fn write_pass(client: &mut Client, frames: usize) -> usize {
     for _ in 0..frames {
-        client.write_all(&[b'x'; 1000]).await.unwrap();
+        write_frame(client, &[b'x'; 1000]).await;
         client.flush().await.unwrap();
     }
     client.flush().await.unwrap();
+    frames * 1009
 }
 
 #[tokio::test]
 async fn a_coalesced_write_pass_is_one_socket_write() {
     let (client, mut server, writes) = pair().await;
     let mut client = client.coalescing();
-    write_pass(&mut client, 64).await;
+    let written = write_pass(&mut client, 15).await;
+    assert!(written < RECORD);
     assert_eq!(writes.load(Ordering::Relaxed), 1);
-    let mut all = vec![0; 64_000];
+    let mut all = vec![0; written];
     within("the pass", server.read_exact(&mut all))
         .await
         .unwrap();
-    assert!(all.iter().all(|&b| b == b'x'));
+}
+
+#[tokio::test]
+async fn a_long_write_pass_goes_out_a_full_record_at_a_time() {
+    let (client, mut server, writes) = pair().await;
+    let mut client = client.coalescing();
+    let written = write_pass(&mut client, 64).await;
+    assert_eq!(writes.load(Ordering::Relaxed), written.div_ceil(RECORD));
+    let mut all = vec![0; written];
+    within("the pass", server.read_exact(&mut all))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn without_coalescing_every_flush_is_a_socket_write() {
     let (mut client, mut server, writes) = pair().await;
-    write_pass(&mut client, 64).await;
+    let written = write_pass(&mut client, 64).await;
     assert_eq!(writes.load(Ordering::Relaxed), 64);
-    let mut all = vec![0; 64_000];
+    let mut all = vec![0; written];
     within("the pass", server.read_exact(&mut all))
         .await
         .unwrap();
@@ -251,15 +296,16 @@ async fn without_coalescing_every_flush_is_a_socket_write() {
 
 #[tokio::test]
 async fn a_put_off_flush_is_sent_when_the_transport_is_dropped() {
-    let (client, mut server, _) = pair().await;
+    let (client, mut server, writes) = pair().await;
     let mut client = client.coalescing();
-    client.write_all(b"last words").await.unwrap();
+    write_frame(&mut client, b"last words").await;
     client.flush().await.unwrap();
+    assert_eq!(writes.load(Ordering::Relaxed), 0, "the flush is put off");
     drop(client);
     let mut heard = Vec::new();
     // The socket ends without close_notify (a drop is not a shutdown), after the bytes.
     let end = within("the last words", server.read_to_end(&mut heard)).await;
-    assert_eq!(heard, b"last words");
+    assert_eq!(&heard[9..], b"last words");
     assert_eq!(end.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
 }
 

@@ -1,4 +1,5 @@
-//! The data plane side by side: `cargo run --release -p smi-benches --bin dataplane [-- --quick]`.
+//! The data plane side by side:
+//! `cargo run --release -p smi-benches --bin dataplane [-- [--quick] [--main-only]]`.
 //!
 //! One server process (this binary re-executed in the `server` role, pinned to CPU 0) serves the
 //! same axum app (1 KiB responses, and a tonic Greeter) three ways; this process is the load
@@ -19,98 +20,51 @@
 //! calls over tonic are measured for A, B and C in the first two modes. At saturation, the CPU
 //! time of every process on the path (generator, server, sidecars) is divided by the requests
 //! served: the CPU cost of one request, end to end. The control service runs
-//! in this process and is idle while measuring. Last line, for scripts:
-//! `ratios: C/B=<x> C/D=<y> C-A_p50_us=<z> C/B_p99=<w>` (throughput, throughput, added latency
-//! one request at a time, fixed-rate p99).
+//! in this process and is idle while measuring. After the rounds, the cost model (`costs`):
+//! system calls and context switches per request of the server and of the generator, counted by
+//! `perf` in one more window per variant, rustls' own cost per request in memory, and the cost
+//! of one write through loopback TCP. The main section's last line, for scripts:
+//! `ratios: C/B=<x> C/D=<y> C-A_p50_us=<z> C/B_p99=<w> C/A=<v>` (throughput, throughput, added
+//! latency one request at a time, fixed-rate p99, throughput).
+//!
+//! Then the extra scenarios (`scenarios`: response sizes, many clients, new connections, gRPC
+//! streaming, memory per idle connection), each with its table and a ratio line of its own
+//! (`sizes: ...`). `--main-only` skips them; `--quick` shortens them too.
 
 mod call;
+mod costs;
 mod cpu;
 mod greeter;
 mod load;
+mod scenarios;
+mod server;
 mod sidecars;
+mod table;
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
-use axum::Router;
-use bytes::Bytes;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
-use smi_benches::generator::{self, Shape};
 use smi_benches::stats::{median, spread};
-use smi_client::{Mesh, MeshClient, MeshConfig};
-use smi_server::AuthorizeLayer;
+use smi_client::{Mesh, MeshClient};
 use smi_test_util::{Control, LocalControl};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use call::{Call, Grpc, H2Channel, Http, h2};
-use greeter::{GreeterClient, GreeterServer, Greetings};
+use greeter::GreeterClient;
 use load::Quantiles;
+use server::{Endpoints, PATH};
+use table::{print_rows, table};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-const ROLE: &str = "SMI_BENCH_ROLE";
-const BODY: [u8; 1024] = [b'x'; 1024];
-const PATH: &str = "/data";
-
-/// The real target and split, beside 99 generated TrafficTargets (and their routes).
-fn policy() -> String {
-    let mut yaml = generator::yaml(&Shape::with_targets(99));
-    yaml.push_str(
-        r#"
----
-apiVersion: specs.smi-spec.io/v1alpha4
-kind: HTTPRouteGroup
-metadata: {name: data, namespace: bench}
-spec:
-  matches:
-  - {name: get-data, pathRegex: /data, methods: [GET]}
-  - {name: say-hello, pathRegex: /greeter\.v1\.Greeter/SayHello, methods: [POST]}
----
-apiVersion: access.smi-spec.io/v1alpha3
-kind: TrafficTarget
-metadata: {name: client-to-server, namespace: bench}
-spec:
-  destination: {kind: ServiceAccount, name: server, namespace: bench}
-  sources:
-  - {kind: ServiceAccount, name: client, namespace: bench}
-  rules:
-  - {kind: HTTPRouteGroup, name: data, matches: [get-data, say-hello]}
----
-apiVersion: split.smi-spec.io/v1alpha4
-kind: TrafficSplit
-metadata: {name: data-split, namespace: bench}
-spec:
-  service: data
-  backends:
-  - {service: data-v1, weight: 34}
-  - {service: data-v2, weight: 33}
-  - {service: data-v3, weight: 33}
-"#,
-    );
-    yaml
-}
-
-fn app() -> Router {
-    Router::new()
-        .route(
-            PATH,
-            axum::routing::get(|| async { Bytes::from_static(&BODY) }),
-        )
-        .merge(tonic::service::Routes::new(GreeterServer::new(Greetings)).into_axum_router())
-}
-
 fn main() -> Result<(), Error> {
-    if std::env::var_os(ROLE).is_some() {
+    if std::env::var_os(server::ROLE).is_some() {
         // Pinned to one CPU: one worker thread, so that no two workers take turns on it.
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()?;
-        return runtime.block_on(server_role());
+        return runtime.block_on(server::role());
     }
     // The load generator: one thread (pinned to CPU 1 below), which the fixed-rate pacer shares
     // cooperatively with the requests it starts. (With a worker pool, the pacer would spin on the
@@ -120,6 +74,8 @@ fn main() -> Result<(), Error> {
         .build()?;
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
+    // `--main-only` skips the extra scenarios (`scenarios`).
+    let main_only = args.iter().any(|a| a == "--main-only");
     // `--only C` (or A, B, D) measures one variant, e.g. under a profiler.
     let only = args
         .iter()
@@ -134,53 +90,7 @@ fn main() -> Result<(), Error> {
         .and_then(|i| args.get(i + 1))
         .map(|r| r.parse::<f64>())
         .transpose()?;
-    runtime.block_on(run(quick, only, rate))
-}
-
-/// The child: serves A, B and C; prints their addresses; stops when stdin closes.
-async fn server_role() -> Result<(), Error> {
-    let mesh = Mesh::start(MeshConfig::from_env()?).await?;
-    let (a, b, c) = (
-        TcpListener::bind("127.0.0.1:0").await?,
-        TcpListener::bind("127.0.0.1:0").await?,
-        TcpListener::bind("127.0.0.1:0").await?,
-    );
-    let (a_addr, b_addr, c_addr) = (a.local_addr()?, b.local_addr()?, c.local_addr()?);
-    tokio::spawn(async move { axum::serve(a, app()).await });
-    tokio::spawn({
-        let tls = tokio_rustls::TlsAcceptor::from(mesh.server_tls().load_full());
-        async move {
-            while let Ok((tcp, _)) = b.accept().await {
-                let _ = tcp.set_nodelay(true);
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    if let Ok(stream) = tls.accept(tcp).await {
-                        let service = TowerToHyperService::new(app());
-                        let _ = auto::Builder::new(TokioExecutor::new())
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    }
-                });
-            }
-        }
-    });
-    let registrations: Vec<_> = ["bench/data-v1", "bench/data-v2", "bench/data-v3"]
-        .iter()
-        .map(|s| mesh.register(s, c_addr))
-        .collect();
-    let authorized = tower_layer::Layer::layer(&AuthorizeLayer::new(mesh.clone()), app());
-    tokio::spawn({
-        let mesh = mesh.clone();
-        async move { smi_server::serve(c, &mesh, authorized).await }
-    });
-    println!("ready {a_addr} {b_addr} {c_addr}");
-    tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        let _ = std::io::stdin().read_line(&mut line);
-    })
-    .await?;
-    drop(registrations);
-    Ok(())
+    runtime.block_on(run(quick, main_only, only, rate))
 }
 
 struct Variant {
@@ -204,68 +114,6 @@ struct Figures {
 impl Figures {
     fn pick(values: &[Quantiles], q: impl Fn(&Quantiles) -> f64) -> Vec<f64> {
         values.iter().map(q).collect()
-    }
-}
-
-/// Starts the server process, pinned to CPU 0 when `taskset` is available (and this process,
-/// every thread of it, to CPU 1). Returns the process and the A, B and C addresses.
-/// Prints rows in aligned columns (the first left-aligned).
-fn table<const N: usize>(header: &[&str; N], rows: impl Iterator<Item = [String; N]>) {
-    let rows: Vec<[String; N]> = std::iter::once(header.map(str::to_owned))
-        .chain(rows)
-        .collect();
-    let widths: Vec<usize> = (0..N)
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-        .collect();
-    for row in &rows {
-        let mut line = format!("{:<w$}", row[0], w = widths[0]);
-        for (cell, w) in row.iter().zip(&widths).skip(1) {
-            line.push_str(&format!("  {cell:>w$}"));
-        }
-        println!("{line}");
-    }
-}
-
-async fn start_server(
-    control: &LocalControl,
-) -> Result<(tokio::process::Child, [SocketAddr; 3]), Error> {
-    let serves = ["bench/data-v1", "bench/data-v2", "bench/data-v3"];
-    let config = control.config("bench/server", control.token("bench/server", &serves), &[]);
-    let exe = std::env::current_exe()?;
-    let taskset = std::process::Command::new("taskset")
-        .arg("-V")
-        .output()
-        .is_ok();
-    let mut command = if taskset {
-        let mut c = tokio::process::Command::new("taskset");
-        c.args(["-c", "0"]).arg(&exe);
-        c
-    } else {
-        tokio::process::Command::new(&exe)
-    };
-    let mut server = command
-        .env(ROLE, "server")
-        .env("SMI_CONTROL_ADDR", config.control.uri())
-        .env("SMI_TOKEN", &config.token)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    if taskset {
-        let _ = std::process::Command::new("taskset")
-            .args(["-a", "-cp", "1", &std::process::id().to_string()])
-            .output();
-    }
-    let mut lines = BufReader::new(server.stdout.take().ok_or("no stdout")?).lines();
-    let ready = lines.next_line().await?.ok_or("the server did not start")?;
-    let addrs: Vec<SocketAddr> = ready
-        .split_whitespace()
-        .skip(1)
-        .map(str::parse)
-        .collect::<Result<_, _>>()?;
-    match addrs[..] {
-        [a, b, c] => Ok((server, [a, b, c])),
-        _ => Err(format!("unexpected server line: {ready}").into()),
     }
 }
 
@@ -297,14 +145,20 @@ fn grpc_plain(
     ))))
 }
 
-async fn run(quick: bool, only: Option<String>, rate: Option<f64>) -> Result<(), Error> {
+async fn run(
+    quick: bool,
+    main_only: bool,
+    only: Option<String>,
+    rate: Option<f64>,
+) -> Result<(), Error> {
     let (rounds, window) = if quick {
         (3, Duration::from_millis(1200))
     } else {
         (5, Duration::from_secs(3))
     };
-    let mut control = LocalControl::start(&[("policy.yaml", &policy())]).await;
-    let (mut server, [a_addr, b_addr, _]) = start_server(&control).await?;
+    let mut control = LocalControl::start(&[("policy.yaml", &server::policy())]).await;
+    let (mut server, addrs) = server::start(&control, Endpoints::Registered).await?;
+    let [a_addr, b_addr, _] = addrs;
 
     let client_mesh = control.mesh("bench/client", &[], &["bench/data"]).await;
     let mut changes = client_mesh.changed();
@@ -370,7 +224,7 @@ async fn run(quick: bool, only: Option<String>, rate: Option<f64>) -> Result<(),
     ];
     let sidecar_dir = tempfile::tempdir()?;
     let haproxy = sidecars::installed();
-    let _sidecars = if haproxy {
+    let (d_addr, _sidecars) = if haproxy {
         let (d_addr, processes) = sidecars::start(&control, sidecar_dir.path(), a_addr).await?;
         http.push(Variant {
             name: "D HAProxy pair",
@@ -380,9 +234,9 @@ async fn run(quick: bool, only: Option<String>, rate: Option<f64>) -> Result<(),
                 format!("http://{d_addr}{PATH}"),
             ),
         });
-        processes
+        (Some(d_addr), processes)
     } else {
-        Vec::new()
+        (None, Vec::new())
     };
     if let Some(only) = &only {
         http.retain(|v| v.name.starts_with(only.as_str()));
@@ -418,9 +272,9 @@ async fn run(quick: bool, only: Option<String>, rate: Option<f64>) -> Result<(),
             .collect();
         let before = cpu::seconds(&pids);
         let rps = load::saturation(&v.call, window).await?;
+        let requests = rps * window.as_secs_f64();
         if let (Some(before), Some(after)) = (before, cpu::seconds(&pids)) {
-            f.cpu_us
-                .push((after - before) / (rps * window.as_secs_f64()) * 1e6);
+            f.cpu_us.push((after - before) / requests * 1e6);
         }
         f.rps.push(rps);
         Ok(())
@@ -467,6 +321,7 @@ async fn run(quick: bool, only: Option<String>, rate: Option<f64>) -> Result<(),
             "D HAProxy pair: skipped, haproxy is not installed (Debian: apt-get install haproxy)"
         );
     }
+    costs_table(&http, server_pid, window, &client_mesh).await?;
     for (i, rate) in rates.iter().enumerate() {
         println!(
             "# HTTP/2 GET, fixed rate {rate:.0} req/s (open loop, latency from the scheduled start)"
@@ -528,14 +383,107 @@ async fn run(quick: bool, only: Option<String>, rate: Option<f64>) -> Result<(),
             None => "skipped".to_owned(),
         };
         println!(
-            "ratios: C/B={:.2} C/D={c_over_d} C-A_p50_us={:.1} C/B_p99={:.2}",
+            "ratios: C/B={:.2} C/D={c_over_d} C-A_p50_us={:.1} C/B_p99={:.2} C/A={:.2}",
             ratio(&c.rps, &b.rps),
             difference(&p50(c), &p50(a)),
             ratio(&fixed_p99(c, 0), &fixed_p99(b, 0)),
+            ratio(&c.rps, &a.rps),
         );
+    }
+    if !main_only {
+        let sidecars = d_addr
+            .zip(http.iter().find(|v| v.name.starts_with('D')))
+            .map(|(d, v)| (d, v.proxies.clone()));
+        scenarios::run(&scenarios::Setup {
+            control: &control,
+            client: &client_mesh,
+            addrs,
+            server_pid,
+            sidecars,
+            quick,
+            only: only.as_deref(),
+        })
+        .await?;
     }
     drop(server.stdin.take());
     let _ = tokio::time::timeout(Duration::from_secs(5), server.wait()).await;
     control.shutdown().await;
+    Ok(())
+}
+
+/// Where a request's cost goes at saturation (the cost model): system calls by kind and
+/// context switches per request of the server and of the generator (A, B and C; D's sidecars
+/// are processes of their own), counted in one more saturation window per variant, and rustls'
+/// own cost for one request and response with no socket (the floor under B and C).
+async fn costs_table(
+    http: &[Variant],
+    server_pid: u32,
+    window: Duration,
+    mesh: &Mesh,
+) -> Result<(), Error> {
+    use costs::{EVENTS, Perf};
+    println!(
+        "# cost per request at saturation, counted by perf in a window of its own: server | generator"
+    );
+    let mut rows = Vec::new();
+    for v in http.iter().filter(|v| v.proxies.is_empty()) {
+        let (Some(server), Some(generator)) =
+            (Perf::start(server_pid), Perf::start(std::process::id()))
+        else {
+            println!("skipped: perf cannot count here (Debian: apt-get install linux-perf)");
+            break;
+        };
+        let cpu_before = [server_pid, std::process::id()].map(|p| cpu::seconds(&[p]));
+        let rps = load::saturation(&v.call, window).await?;
+        let requests = rps * window.as_secs_f64();
+        let cpu_after = [server_pid, std::process::id()].map(|p| cpu::seconds(&[p]));
+        let cpu_us: Vec<String> = cpu_before
+            .iter()
+            .zip(&cpu_after)
+            .map(|(b, a)| match (b, a) {
+                (Some(b), Some(a)) => format!("{:.1}", (a - b) / requests * 1e6),
+                _ => "-".to_owned(),
+            })
+            .collect();
+        let (Some(server), Some(generator)) = (server.stop(), generator.stop()) else {
+            println!("skipped: perf gave no counts");
+            break;
+        };
+        let mut row = vec![v.name.to_owned()];
+        for (counts, cpu_us) in [server, generator].iter().zip(cpu_us) {
+            row.push(cpu_us);
+            row.extend(counts.iter().map(|c| format!("{:.2}", c / requests)));
+        }
+        rows.push(row);
+    }
+    if !rows.is_empty() {
+        let mut header = vec!["variant".to_owned()];
+        for side in ["server", "generator"] {
+            header.push(format!("{side} CPU us"));
+            header.extend(EVENTS.iter().map(|(_, name)| format!("{side} {name}")));
+        }
+        print_rows(&header, &rows);
+    }
+    let floor = |batch| {
+        costs::rustls_floor(
+            mesh.client_tls(),
+            mesh.server_tls().load_full(),
+            costs::REQUEST_BYTES,
+            costs::RESPONSE_BYTES,
+            batch,
+        )
+    };
+    println!(
+        "rustls in memory, both ends, one request ({} B) and response ({} B): {:.2} us with a record per message, {:.2} us with 64 messages per pass",
+        costs::REQUEST_BYTES,
+        costs::RESPONSE_BYTES,
+        floor(1)?,
+        floor(64)?,
+    );
+    println!(
+        "one {} B write to a loopback TCP socket (a reader draining it): {:.2} us",
+        costs::RESPONSE_BYTES,
+        costs::loopback_write_us(costs::RESPONSE_BYTES)?,
+    );
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use http::{Request, Response};
@@ -21,7 +21,7 @@ use tokio_rustls::TlsConnector;
 use super::OutboundError;
 use super::body::OutboundBody;
 use crate::metrics::PeerNames;
-use smi_tls::{PeerIdentityError, Transport, peer_identity};
+use smi_tls::{Transport, session_peer};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const IDLE_HTTP1: usize = 16;
@@ -151,12 +151,8 @@ impl<B: OutboundBody> EndpointConns<B> {
         let (tcp, session) = stream.into_inner();
         let stream = Transport::new(tcp, session);
         let (_, session) = stream.get_ref();
-        let presented = session
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .ok_or(PeerIdentityError::NoCertificate)
-            .and_then(peer_identity)
-            .map_err(|e| OutboundError::Tls {
+        let presented =
+            session_peer(session, SystemTime::now()).map_err(|e| OutboundError::Tls {
                 addr,
                 message: e.to_string(),
             })?;
