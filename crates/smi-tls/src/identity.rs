@@ -82,7 +82,8 @@ pub fn session_peer(
 
 /// `identity` if its certificate is valid at `now`.
 fn current(identity: PeerIdentity, now: SystemTime) -> Result<PeerIdentity, PeerIdentityError> {
-    if identity.not_after <= now {
+    // notAfter is the last valid moment (RFC 5280), as webpki reads it.
+    if identity.not_after < now {
         return Err(PeerIdentityError::Expired);
     }
     Ok(identity)
@@ -114,10 +115,7 @@ mod tests {
         };
         let before = end - Duration::from_secs(1);
         assert_eq!(current(identity.clone(), before).unwrap(), identity);
-        assert_eq!(
-            current(identity.clone(), end),
-            Err(PeerIdentityError::Expired)
-        );
+        assert_eq!(current(identity.clone(), end).unwrap(), identity);
         assert_eq!(
             current(identity, end + Duration::from_secs(1)),
             Err(PeerIdentityError::Expired)

@@ -8,7 +8,7 @@
 //!   requests at once used to seal 64 records and make 64 `writev` calls. Here written plaintext
 //!   is gathered, and a flush right after such a frame is put off: the pass's last flush (h2
 //!   always makes one, with nothing new written) or the next read sends it all. A put-off flush
-//!   wakes the task, so it cannot be forgotten, and dropping the transport sends it too.
+//!   wakes the task, so it cannot be forgotten, and dropping the transport tries to send it.
 //! - **A full record goes at once** ([`RECORD`]): the peer starts on the first responses while
 //!   the rest of a long pass is written, instead of both ends taking turns.
 //! - **Any other flush is a flush**: after a write of one buffer (h2 gathered small frames
@@ -17,7 +17,8 @@
 //!   [`READ_BUFFER`] of ciphertext, which rustls then takes from memory.
 //!
 //! Flushes are put off only for a caller that polls the stream again after a flush, as hyper's
-//! connections do ([`Transport::coalescing`]); otherwise every flush sends.
+//! connections do ([`Transport::coalescing`]). Otherwise (streams an application owns) every
+//! write is sent as it is made, as under tokio-rustls, and reads never send.
 use std::io::{self, BufRead as _, IoSlice, Write};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker, ready};
@@ -110,6 +111,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Transport<IO> {
     /// Seals and sends everything written so far.
     fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.seal()?;
+        ready!(self.poll_write_tls(cx))?;
+        self.sealed = 0;
+        self.flush_owed = false;
+        self.outgoing = Vec::new();
+        Poll::Ready(Ok(()))
+    }
+
+    /// Sends what rustls has sealed (records, alerts).
+    fn poll_write_tls(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.tls.wants_write() {
             let mut socket = SyncWriter {
                 io: &mut self.io,
@@ -122,19 +132,18 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Transport<IO> {
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
-        self.sealed = 0;
-        self.flush_owed = false;
-        self.outgoing = Vec::new();
         Poll::Ready(Ok(()))
     }
 
-    /// Sends a put-off flush, or what rustls wants to send after reading (a key update), as far
-    /// as the socket takes it without waiting.
-    fn send_owed(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        if self.flush_owed || self.tls.wants_write() {
-            self.try_send(cx)?;
+    /// Sends a put-off flush before a read, as far as the socket takes it without waiting. Only
+    /// when coalescing: then one task drives both directions (hyper's connection), while a
+    /// stream split across tasks must send only from its writer (tokio keeps one write waker per
+    /// socket, so a read-side send would take the writer's). A send error is left for the next
+    /// write or flush to report, so that what was already received is still read.
+    fn send_owed(&mut self, cx: &mut Context<'_>) {
+        if self.coalescing && (self.flush_owed || self.tls.wants_write()) {
+            let _ = self.try_send(cx);
         }
-        Ok(())
     }
 
     /// Sends what is sealed as far as the socket takes it without waiting.
@@ -170,8 +179,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Transport<IO> {
         let n = self.tls.read_tls(&mut &self.incoming[..])?;
         self.incoming.advance(n);
         if let Err(e) = self.tls.process_new_packets() {
-            // Send the alert rustls queued, if the socket takes it now.
-            let _ = self.poll_send(cx);
+            // Send the alert rustls queued, if the socket takes it now (rustls takes no more
+            // plaintext after an error, so nothing gathered is sealed).
+            let _ = self.poll_write_tls(cx);
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
         }
         Poll::Ready(Ok(()))
@@ -185,7 +195,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Transport<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        this.send_owed(cx)?;
+        this.send_owed(cx);
         loop {
             match this.tls.reader().into_first_chunk() {
                 Ok(chunk) => {
@@ -199,7 +209,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Transport<IO> {
                 Err(e) => return Poll::Ready(Err(e)),
             }
             ready!(this.poll_fill(cx))?;
-            this.send_owed(cx)?;
+            this.send_owed(cx);
         }
     }
 }
@@ -238,6 +248,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Transport<IO> {
                 this.outgoing.extend_from_slice(b);
             }
             this.partial = false;
+            if !this.coalescing {
+                // As tokio-rustls does: an application may write and then only read.
+                this.try_send(cx)?;
+            }
             return Poll::Ready(Ok(len));
         }
         // A record's worth or more: what is gathered and these buffers are sealed together from
@@ -245,7 +259,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Transport<IO> {
         let mut chunks = Vec::with_capacity(bufs.len() + 1);
         chunks.push(IoSlice::new(&this.outgoing));
         let mut taken = 0;
-        for b in bufs {
+        for b in bufs.iter().filter(|b| !b.is_empty()) {
             let n = b.len().min(UNSENT_LIMIT - taken);
             if n == 0 {
                 break;
@@ -297,7 +311,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Transport<IO> {
 impl<IO: AsyncRead + AsyncWrite + Unpin> Drop for Transport<IO> {
     /// A put-off flush is sent now, as far as the socket takes it without waiting: the caller
     /// flushed, so it counts on those bytes leaving (hyper may drop a connection right after its
-    /// last flush).
+    /// last flush). Best effort: a full socket (or an exhausted task budget) takes nothing.
     fn drop(&mut self) {
         if self.flush_owed {
             let _ = self.poll_send(&mut Context::from_waker(Waker::noop()));

@@ -145,13 +145,23 @@ async fn bytes_of_every_size_cross_both_ways_coalesced() {
     for size in [1, 1000, 16 * 1024 + 1, 200_000, 1 << 20] {
         let sent: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
         let mut back = vec![0; size];
-        // Written and read at once (one task): a coalesced flush goes out when the stream is
-        // read, and the server's echo comes back while the client still writes.
+        // Written as h2 writes DATA frames (each in two buffers, each flushed), and read at once
+        // in the same task: a put-off flush goes out when the stream is read, and the echo
+        // comes back while the client still writes.
         let (mut reader, mut writer) = tokio::io::split(&mut client);
         within("echo", async {
             let (wrote, read) = tokio::join!(
                 async {
-                    writer.write_all(&sent).await?;
+                    for frame in sent.chunks(1000) {
+                        let (head, rest) = frame.split_at(1.min(frame.len()));
+                        let mut bufs = [io::IoSlice::new(head), io::IoSlice::new(rest)];
+                        let mut bufs = &mut bufs[..];
+                        while !bufs.is_empty() {
+                            let n = writer.write_vectored(bufs).await?;
+                            io::IoSlice::advance_slices(&mut bufs, n);
+                        }
+                        writer.flush().await?;
+                    }
                     writer.flush().await
                 },
                 reader.read_exact(&mut back)
@@ -172,14 +182,11 @@ async fn bytes_of_every_size_cross_both_ways_coalesced() {
 }
 
 #[tokio::test]
-async fn a_plain_flush_sends_at_once() {
+async fn without_coalescing_a_write_is_sent_as_it_is_made() {
     let (mut client, mut server, writes) = pair().await;
+    // As under tokio-rustls: an application may write and then only read.
     client.write_all(b"ping").await.unwrap();
-    assert_eq!(
-        writes.load(Ordering::Relaxed),
-        0,
-        "a write alone is gathered"
-    );
+    assert_eq!(writes.load(Ordering::Relaxed), 1);
     client.flush().await.unwrap();
     assert_eq!(writes.load(Ordering::Relaxed), 1);
     let mut buf = [0; 4];
@@ -307,6 +314,41 @@ async fn a_put_off_flush_is_sent_when_the_transport_is_dropped() {
     let end = within("the last words", server.read_to_end(&mut heard)).await;
     assert_eq!(&heard[9..], b"last words");
     assert_eq!(end.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+}
+
+#[tokio::test]
+async fn gathered_bytes_go_out_before_close_notify() {
+    let (client, mut server, _) = pair().await;
+    let mut client = client.coalescing();
+    write_frame(&mut client, b"unflushed").await;
+    client.shutdown().await.unwrap();
+    let mut heard = Vec::new();
+    // A clean end (close_notify), after the bytes.
+    within("the end", server.read_to_end(&mut heard))
+        .await
+        .unwrap();
+    assert_eq!(&heard[9..], b"unflushed");
+}
+
+#[tokio::test]
+async fn empty_buffers_in_a_vectored_write_are_skipped() {
+    let (client, mut server, _) = pair().await;
+    let mut client = client.coalescing();
+    let big = vec![b'y'; 20_000];
+    let n = client
+        .write_vectored(&[io::IoSlice::new(&[]), io::IoSlice::new(&big)])
+        .await
+        .unwrap();
+    assert!(
+        n > 0,
+        "an empty first buffer made the write look like a closed stream"
+    );
+    client.flush().await.unwrap();
+    let mut got = vec![0; n];
+    within("the write", server.read_exact(&mut got))
+        .await
+        .unwrap();
+    assert!(got.iter().all(|&b| b == b'y'));
 }
 
 #[tokio::test]
