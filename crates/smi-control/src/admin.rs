@@ -23,12 +23,44 @@ use serde_json::json;
 use crate::hub::Hub;
 use crate::status::Status;
 use crate::telemetry::{MetricsState, TelemetryStore, routes};
+use crate::traits::StateStore;
 
 #[derive(Clone, Debug)]
 pub struct AdminState {
     pub hub: Arc<Hub>,
     pub status: Arc<Status>,
     pub telemetry: Arc<TelemetryStore>,
+    pub store: StoreView,
+}
+
+/// The state store as the admin API shows it: its name and whether it is reachable (an etcd
+/// replica cut off from etcd says so here and serves its last state).
+#[derive(Clone, Default)]
+pub struct StoreView(Option<Arc<dyn StateStore>>);
+
+impl StoreView {
+    pub fn new(store: Arc<dyn StateStore>) -> Self {
+        Self(Some(store))
+    }
+
+    fn json(&self) -> serde_json::Value {
+        match &self.0 {
+            Some(store) => json!({ "name": store.name(), "health": store.health() }),
+            None => serde_json::Value::Null,
+        }
+    }
+
+    fn connected(&self) -> bool {
+        self.0.as_ref().is_none_or(|s| s.health().connected)
+    }
+}
+
+impl std::fmt::Debug for StoreView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("StoreView")
+            .field(&self.0.as_ref().map(|s| s.name().to_owned()))
+            .finish()
+    }
 }
 
 pub fn router(state: AdminState, access: Access) -> Router {
@@ -65,6 +97,13 @@ async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
         .status
         .prometheus(s.hub.subscribers(), s.hub.latest().endpoint_count());
     body.push_str(&s.telemetry.prometheus());
+    body.push_str(
+        "# HELP smi_control_store_connected Whether the control follows its state store now (0: it serves the last state it saw).\n# TYPE smi_control_store_connected gauge\n",
+    );
+    body.push_str(&format!(
+        "smi_control_store_connected {}\n",
+        u8::from(s.store.connected())
+    ));
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -100,6 +139,7 @@ async fn policy(State(s): State<AdminState>) -> impl IntoResponse {
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "trust_bundle_roots": published.bundle.len(),
+        "store": s.store.json(),
     }))
 }
 

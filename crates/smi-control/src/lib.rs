@@ -18,6 +18,7 @@ pub mod chunk;
 pub mod cli;
 pub mod distribute;
 pub mod enroll;
+pub mod etcd;
 pub mod files;
 pub mod hub;
 pub mod quota;

@@ -45,9 +45,39 @@ struct Table {
     by_service: HashMap<ServiceRef, BTreeSet<u64>>,
 }
 
+/// Where the registry's lists of endpoints go: this control's slot in its hub
+/// ([`EndpointSink`]), or a store that every replica reads
+/// ([`LeasedRegistrations`](crate::etcd::LeasedRegistrations)).
+pub trait RegistrySink: Send + Sync + std::fmt::Debug + 'static {
+    /// The registrations of each service listed, whole lists (an empty one: none left).
+    fn set(&self, changes: Vec<(ServiceRef, Vec<Endpoint>)>);
+    /// Every live server has had a lease to register again since the control started.
+    fn synced(&self);
+}
+
+impl RegistrySink for Box<dyn RegistrySink> {
+    fn set(&self, changes: Vec<(ServiceRef, Vec<Endpoint>)>) {
+        (**self).set(changes);
+    }
+
+    fn synced(&self) {
+        (**self).synced();
+    }
+}
+
+impl RegistrySink for EndpointSink {
+    fn set(&self, changes: Vec<(ServiceRef, Vec<Endpoint>)>) {
+        EndpointSink::set(self, changes);
+    }
+
+    fn synced(&self) {
+        EndpointSink::synced(self);
+    }
+}
+
 #[derive(Debug)]
 pub struct Registry {
-    sink: EndpointSink,
+    sink: Arc<dyn RegistrySink>,
     quotas: Quotas,
     lease: Duration,
     next: AtomicU64,
@@ -76,9 +106,9 @@ impl Registry {
     }
 
     /// A registry publishing through `sink`, synced `lease` after it starts running.
-    pub fn from_sink(sink: EndpointSink, quotas: Quotas, lease: Duration) -> Arc<Self> {
+    pub fn from_sink(sink: impl RegistrySink, quotas: Quotas, lease: Duration) -> Arc<Self> {
         Arc::new(Self {
-            sink,
+            sink: Arc::new(sink),
             quotas,
             lease,
             next: AtomicU64::new(1),
@@ -209,7 +239,7 @@ impl Registry {
                 .collect();
             (service, endpoints)
         });
-        self.sink.set(changes);
+        self.sink.set(changes.collect());
     }
 }
 

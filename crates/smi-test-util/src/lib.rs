@@ -10,6 +10,9 @@
 //!   notifications, with a timeout. [`watch`]: the same on a raw Watch stream; [`admin`]: admin
 //!   views, which have no notification.
 //! - [`prometheus`]: a real Prometheus server scraping workloads, and its query API.
+//! - [`etcd`]: a real etcd cluster of one or three members, which a test can kill and
+//!   start again, member by member or whole; [`Replicas`]: control replicas over it, as
+//!   processes.
 //! - [`tls`], [`raw`]: hand-made TLS and HTTP clients; [`bookstore`]: the scenario most
 //!   end-to-end tests play.
 //! - [`handles`]: fixed handles (a throwaway CA's credentials, a policy from YAML) for the
@@ -23,11 +26,13 @@
 pub mod admin;
 pub mod bookstore;
 mod control;
+pub mod etcd;
 mod live;
 mod local;
 mod process;
 pub mod prometheus;
 pub mod raw;
+mod replicas;
 mod serve;
 pub mod tls;
 mod token;
@@ -38,6 +43,7 @@ pub use control::{Control, START, assert_status, refused, smictl};
 pub use live::LiveControl;
 pub use local::LocalControl;
 pub use process::Process;
+pub use replicas::Replicas;
 pub use serve::{EchoServer, Server};
 pub use token::{TRUST_DOMAIN, TokenSpec, join_token, mint_token};
 pub use wait::{policy_until, renewals, status_until};

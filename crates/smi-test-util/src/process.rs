@@ -123,7 +123,7 @@ impl Process {
 
 /// A binary of the `smi-tests` package, which cargo builds beside the integration tests that
 /// call this: `target/<profile>/<name>`, one level above the test executable in `deps/`.
-fn binary(name: &str) -> PathBuf {
+pub(crate) fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable's path");
     let path = exe
         .parent()

@@ -1,9 +1,11 @@
 //! The transport under the control API's gRPC channel: TCP, then TLS with our own rustls
 //! configuration (`smi_tls::Mtls::control_client`), so that the control is verified by its
-//! SPIFFE ID rather than by the DNS name or IP that was dialled.
+//! SPIFFE ID rather than by the DNS name or IP that was dialled. Each channel dials one resolved
+//! address (`failover` chooses it).
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -17,11 +19,13 @@ use tokio_rustls::client::TlsStream;
 use tonic::transport::Uri;
 use tower_service::Service;
 
-/// Connects every channel connection to `host:port` with `config`.
+/// Connects every channel connection to `addr` with `config`.
 #[derive(Clone, Debug)]
 pub(super) struct ControlConnector {
+    /// The configured host (name or IP), sent as the TLS server name.
     pub host: String,
-    pub port: u16,
+    /// One address `host` resolved to.
+    pub addr: SocketAddr,
     pub config: Arc<ClientConfig>,
 }
 
@@ -39,7 +43,7 @@ impl Service<Uri> for ControlConnector {
         Box::pin(async move {
             let name = ServerName::try_from(this.host.clone())
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            let tcp = TcpStream::connect((this.host.as_str(), this.port)).await?;
+            let tcp = TcpStream::connect(this.addr).await?;
             tcp.set_nodelay(true)?;
             let tls = TlsConnector::from(this.config).connect(name, tcp).await?;
             Ok(TokioIo::new(tls))

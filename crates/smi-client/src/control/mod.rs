@@ -2,23 +2,26 @@
 //!
 //! The private key is generated in this process and never leaves it: the control service only
 //! ever sees a CSR. On first contact the workload trusts exactly the CA its join token pins.
+//!
+//! The control may have several addresses ([`ControlAddr`]); every call connects to the first
+//! that answers, starting from the one that answered last (`failover`).
 
+mod addr;
 mod connector;
 mod credentials;
+mod failover;
 
+pub use addr::{ControlAddr, MAX_CONTROL_ADDRS};
 pub use credentials::{Credentials, PemFiles};
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{CertificateParams, KeyPair};
-use rustls::ClientConfig;
 use smi_core::proto::v1::{self, control_client::ControlClient};
 use smi_core::telemetry::Workload;
 use smi_core::token;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
-use connector::ControlConnector;
 pub use smi_core::proto::MAX_MESSAGE_BYTES;
 
 /// A control API client on `channel`, with the message limit set deliberately.
@@ -33,8 +36,10 @@ pub fn control_client(channel: Channel) -> ControlClient<Channel> {
 pub enum ClientError {
     #[error("join token: {0}")]
     Token(#[from] token::TokenError),
-    #[error("control address {0:?}: expected host:port")]
-    Address(String),
+    /// `addr` is the item that is wrong, or the whole list when the list is.
+    #[error("control address {addr:?}: {problem}")]
+    Address { addr: String, problem: String },
+    /// `addr` lists every address tried; `message` says why each failed.
     #[error("cannot connect to the control service at {addr}: {message}")]
     Connect { addr: String, message: String },
     #[error("the control service refused: {0}")]
@@ -48,63 +53,6 @@ pub enum ClientError {
 impl From<tonic::Status> for ClientError {
     fn from(status: tonic::Status) -> Self {
         ClientError::Refused(format!("{:?}: {}", status.code(), status.message()))
-    }
-}
-
-/// Where the control service is: `host:port` (TLS is implied).
-#[derive(Clone, Debug)]
-pub struct ControlAddr {
-    uri: String,
-    host: String,
-    port: u16,
-}
-
-impl ControlAddr {
-    pub fn parse(addr: &str) -> Result<Self, ClientError> {
-        let hostport = addr.trim_start_matches("https://").trim_end_matches('/');
-        let (host, port) = hostport
-            .rsplit_once(':')
-            .ok_or_else(|| ClientError::Address(addr.to_owned()))?;
-        let port = port
-            .parse::<u16>()
-            .map_err(|_| ClientError::Address(addr.to_owned()))?;
-        if host.is_empty() {
-            return Err(ClientError::Address(addr.to_owned()));
-        }
-        Ok(Self {
-            uri: format!("https://{hostport}"),
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
-            port,
-        })
-    }
-
-    /// `https://host:port`.
-    pub fn uri(&self) -> &str {
-        &self.uri
-    }
-
-    async fn connect(&self, tls: ClientConfig) -> Result<Channel, ClientError> {
-        let connect_error = |e: tonic::transport::Error| ClientError::Connect {
-            addr: self.uri.clone(),
-            message: error_chain(&e),
-        };
-        // The scheme is http because the connector below does TLS itself (tonic's own TLS would
-        // verify the dialled name; we verify the control's SPIFFE ID).
-        let connector = ControlConnector {
-            host: self.host.clone(),
-            port: self.port,
-            config: Arc::new(tls),
-        };
-        Endpoint::from_shared(self.uri.replacen("https://", "http://", 1))
-            .map_err(|_| ClientError::Address(self.uri.clone()))?
-            .connect_timeout(Duration::from_secs(5))
-            .http2_keep_alive_interval(Duration::from_secs(20))
-            .connect_with_connector(connector)
-            .await
-            .map_err(connect_error)
     }
 }
 

@@ -16,6 +16,8 @@ pub const DEFAULT_REPORT_INTERVAL: Duration = Duration::from_secs(5);
 /// How a workload reaches the control service, and what it subscribes to.
 #[derive(Clone, Debug)]
 pub struct MeshConfig {
+    /// The control service's addresses (`SMI_CONTROL_ADDR`): every connection goes to the first
+    /// that answers, starting from the one that answered last.
     pub control: ControlAddr,
     pub token: String,
     /// Services this workload calls (`ns/name`), or `*` for all: their splits and endpoints are
@@ -67,7 +69,10 @@ impl MeshConfig {
         }
     }
 
-    /// From `SMI_CONTROL_ADDR` and `SMI_TOKEN` (or `SMI_TOKEN_FILE`); `SMI_CALLS` is an optional
+    /// From `SMI_CONTROL_ADDR` and `SMI_TOKEN` (or `SMI_TOKEN_FILE`). `SMI_CONTROL_ADDR` is
+    /// `host:port`, or several separated by commas (`SMI_CONTROL_ADDR=a:7443,b:7443,c:7443`, at
+    /// most [`MAX_CONTROL_ADDRS`](crate::control::MAX_CONTROL_ADDRS); a host name stands for every address it resolves to): the
+    /// workload fails over between them ([`ControlAddr`]). `SMI_CALLS` is an optional
     /// comma-separated list of services (default `*`), `SMI_WORKLOAD` an optional name;
     /// `SMI_POD_NAME`, `SMI_WORKLOAD_NAME`, `SMI_NAMESPACE`, `SMI_REPORT_INTERVAL` (seconds)
     /// and `SMI_OSM_METRICS` (`1` or `true`) are optional too; the OpenTelemetry variables

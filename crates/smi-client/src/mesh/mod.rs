@@ -149,19 +149,7 @@ impl Mesh {
                 ..MetricsOptions::default()
             },
         );
-        let (status_changes, _) = signal::channel(0);
-        let inner = Arc::new(Inner {
-            tls: TlsHandle::new(credentials.client_config()?, credentials.server_config()?),
-            credentials: ArcSwap::from_pointee(credentials),
-            policy: PolicyHandle::new(identity.clone(), PolicyState::empty(&identity.trust_domain)),
-            workload,
-            reports: ReportHealth::default(),
-            config,
-            status_changes,
-            connected: AtomicBool::new(false),
-            watch_health: std::sync::Mutex::default(),
-            metrics,
-        });
+        let inner = Arc::new(Inner::new(config, credentials, workload, metrics)?);
         let mut tasks = vec![
             tokio::spawn(watch::run(inner.clone())),
             tokio::spawn(renew::run(inner.clone())),
@@ -281,6 +269,29 @@ impl From<Mesh> for Handles {
 }
 
 impl Inner {
+    /// Before the first policy: nothing allowed, not connected.
+    fn new(
+        config: MeshConfig,
+        credentials: Credentials,
+        workload: Workload,
+        metrics: Metrics,
+    ) -> Result<Self, TlsError> {
+        let identity = credentials.spiffe_id().clone();
+        let (status_changes, _) = signal::channel(0);
+        Ok(Self {
+            tls: TlsHandle::new(credentials.client_config()?, credentials.server_config()?),
+            credentials: ArcSwap::from_pointee(credentials),
+            policy: PolicyHandle::new(identity.clone(), PolicyState::empty(&identity.trust_domain)),
+            workload,
+            reports: ReportHealth::default(),
+            config,
+            status_changes,
+            connected: AtomicBool::new(false),
+            watch_health: std::sync::Mutex::default(),
+            metrics,
+        })
+    }
+
     fn status(&self) -> MeshStatus {
         let policy = self.policy.load();
         let health = self.watch_health().clone();

@@ -2,6 +2,12 @@
 //! and acknowledged (or rejected, with the reason, keeping the last good state). A view sent in
 //! chunks is applied when its last chunk is in. Failures are counted in the workload's status
 //! (`watch_failures`, `last_watch_error`) until an update arrives again.
+//!
+//! A view is applied only if its version is above the one held. Versions only go up (a
+//! restarted control numbers above its previous run), so a lower one comes from a control
+//! replica that is behind the one this workload heard from last (it failed over), and an equal
+//! one is the state already held (sent again on every reconnect). The stream stays open: that
+//! replica's next, newer view is applied.
 
 use std::sync::Arc;
 
@@ -46,29 +52,47 @@ async fn session(inner: &Inner, backoff: &mut Backoff) -> Result<(), ClientError
         };
         backoff.reset();
         inner.watch_recovered();
-        let version = update.version;
-        let ack = match apply(inner, &update) {
-            Ok(()) => v1::AckRequest {
-                version,
-                accepted: true,
-                error: String::new(),
-                workload: inner.config.workload.clone(),
-            },
-            Err(error) => {
-                tracing::warn!(version, %error, "policy update rejected; keeping the last good one");
-                v1::AckRequest {
-                    version,
-                    accepted: false,
-                    error,
-                    workload: inner.config.workload.clone(),
-                }
-            }
-        };
+        let ack = receive(inner, &update);
         if let Err(e) = client.ack(ack).await {
             tracing::debug!(error = %e, "acknowledgement not delivered");
         }
     }
     Ok(())
+}
+
+/// Applies a whole view if it is newer than the state held, and says what to acknowledge.
+fn receive(inner: &Inner, update: &v1::PolicyUpdate) -> v1::AckRequest {
+    let version = update.version;
+    let held = inner.policy.load().version;
+    let applied = if version > held {
+        apply(inner, update)
+    } else {
+        if version < held {
+            tracing::info!(
+                version,
+                held,
+                "policy view from a control that is behind; keeping the newer one held"
+            );
+        } else {
+            tracing::debug!(version, "policy view already held");
+        }
+        // Acknowledged as received, not rejected: nothing is wrong with it, and the workload
+        // holds this state or a newer one (a rejection would show as a bad policy).
+        Ok(())
+    };
+    let (accepted, error) = match applied {
+        Ok(()) => (true, String::new()),
+        Err(error) => {
+            tracing::warn!(version, %error, "policy update rejected; keeping the last good one");
+            (false, error)
+        }
+    };
+    v1::AckRequest {
+        version,
+        accepted,
+        error,
+        workload: inner.config.workload.clone(),
+    }
 }
 
 fn apply(inner: &Inner, update: &v1::PolicyUpdate) -> Result<(), String> {
@@ -92,3 +116,6 @@ fn apply(inner: &Inner, update: &v1::PolicyUpdate) -> Result<(), String> {
     tracing::debug!(version = update.version, "policy applied");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -22,6 +22,7 @@ fn app(bound: IpAddr, names: &[&str], token: Option<&str>) -> Router {
             Arc::new(SystemClock),
             StoreLimits::from(&crate::quota::Quotas::default()),
         )),
+        store: StoreView::default(),
     };
     let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
     let access = Access::new(

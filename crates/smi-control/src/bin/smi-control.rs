@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use smi_control::cli::EtcdArgs;
 use smi_control::cli::duration::parse_duration;
 use smi_control::quota::Quotas;
-use smi_control::serve::{ServeConfig, start};
+use smi_control::serve::{ControlBuilder, ServeConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,11 +31,21 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct ServeArgs {
     /// Directory of SMI YAML/JSON; watched, and reloaded on change.
-    #[arg(long)]
-    policy_dir: PathBuf,
+    #[arg(
+        long,
+        required_unless_present = "endpoints",
+        conflicts_with = "endpoints"
+    )]
+    policy_dir: Option<PathBuf>,
     /// Where the CA and the token key live (created on first start; secrets are mode 0600).
-    #[arg(long)]
-    state_dir: PathBuf,
+    #[arg(
+        long,
+        required_unless_present = "endpoints",
+        conflicts_with = "endpoints"
+    )]
+    state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    etcd: EtcdArgs,
     #[arg(long, default_value = "127.0.0.1:7443")]
     listen: SocketAddr,
     /// The admin HTTP API (health, metrics, /debug/*, the TrafficMetrics API under /apis/*).
@@ -96,7 +107,7 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
-    let Command::Serve(args) = Cli::parse().command;
+    let Command::Serve(mut args) = Cli::parse().command;
     init_logs(args.log_json);
     if args.cert_ttl < Duration::from_secs(60) {
         eprintln!("error: --cert-ttl must be at least 1m");
@@ -106,9 +117,21 @@ fn main() -> ExitCode {
         eprintln!("error: --max-chain-lifetime must be at least --cert-ttl");
         return ExitCode::from(2);
     }
+    if !args.etcd.endpoints.is_empty() && args.etcd.seal_key.is_none() {
+        eprintln!("error: --etcd needs --seal-key FILE (the same file on every replica)");
+        return ExitCode::from(2);
+    }
+    // Before the runtime: connecting reads every key once, on the etcd client's own runtime.
+    let etcd = match args.etcd.connect() {
+        Ok(etcd) => etcd,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let config = ServeConfig {
-        policy_dir: args.policy_dir,
-        state_dir: args.state_dir,
+        policy_dir: args.policy_dir.take().unwrap_or_default(),
+        state_dir: args.state_dir.take().unwrap_or_default(),
         listen: args.listen,
         admin: args.admin,
         admin_hosts: args.admin_hosts,
@@ -138,7 +161,13 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let running = match start(config).await {
+        let lease = config.lease;
+        let builder = ControlBuilder::new(config);
+        let builder = match &etcd {
+            Some(etcd) => builder.etcd(etcd, lease),
+            None => builder,
+        };
+        let running = match builder.start().await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");

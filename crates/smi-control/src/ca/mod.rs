@@ -21,6 +21,7 @@ pub use lineage::{FIRST_ENROLLED_OID, first_enrolled};
 pub use provided::load_provided;
 pub use store::CaStore;
 pub(crate) use store::unix_now;
+pub(crate) use store::{CaFile, TOKEN_KEY_LEN, decode_token_key};
 
 use std::time::{Duration, SystemTime};
 

@@ -29,8 +29,9 @@ use super::root::new_root;
 use crate::files::state_files::{invalid, io, no_randomness, read_secret, write_atomic, write_new};
 use crate::traits::StoreError;
 
+/// The CA's roots, newest first: `ca.json` in a state directory, the sealed `ca` key in etcd.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct CaFile {
+pub(crate) struct CaFile {
     roots: Vec<Root>,
 }
 
@@ -50,7 +51,7 @@ pub struct CaStore {
 }
 
 /// The length of the join-token key, in bytes (before base64).
-const TOKEN_KEY_LEN: usize = 32;
+pub(crate) const TOKEN_KEY_LEN: usize = 32;
 
 impl CaStore {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
@@ -75,12 +76,10 @@ impl CaStore {
         let path = self.ca_file();
         if read_secret(&path)?.is_none() {
             self.create_dir()?;
-            let file = CaFile {
-                roots: vec![new_root(trust_domain)?],
-            };
+            let file = CaFile::new(trust_domain)?;
             // Another process (`smictl token create` beside a first `serve`) may have created
             // it since we looked; then its root is the one, and its bundle.pem stays.
-            if write_new(&path, &self.ca_json(&file)?, 0o600)? {
+            if write_new(&path, &file.to_json(&path)?, 0o600)? {
                 self.write_bundle(&file)?;
                 tracing::info!(path = %path.display(), "created a new root CA");
             }
@@ -90,63 +89,19 @@ impl CaStore {
 
     /// Loads the CA as it is on disk; retired roots are left out of the bundle.
     pub fn load(&self, trust_domain: &str) -> Result<Authority, StoreError> {
-        let path = self.ca_file();
-        let file = self.read()?;
-        let invalid = |message: String| StoreError::Invalid {
-            path: path.clone(),
-            message,
-        };
-        let signer = file
-            .roots
-            .first()
-            .ok_or_else(|| invalid("no roots".into()))?;
-        let key_pem = signer
-            .key_pem
-            .as_deref()
-            .ok_or_else(|| invalid("the newest root has no key".into()))?;
-        let key = KeyPair::from_pem(key_pem).map_err(|e| invalid(format!("root key: {e}")))?;
-        let issuer = Issuer::from_ca_cert_pem(&signer.cert_pem, key)
-            .map_err(|e| invalid(format!("root certificate: {e}")))?;
-        let now = unix_now();
-        let mut bundle = Vec::new();
-        for root in &file.roots {
-            if root.retire_after_unix.is_some_and(|t| t <= now) {
-                continue;
-            }
-            bundle.push(
-                CertificateDer::from_pem_slice(root.cert_pem.as_bytes())
-                    .map_err(|e| invalid(format!("root certificate: {e}")))?,
-            );
-        }
-        Ok(Authority::new(issuer, Vec::new(), bundle, trust_domain))
+        self.read()?.authority(trust_domain, &self.ca_file())
     }
 
     /// When the next root in the bundle retires, if any (the control reloads then).
     pub fn next_retirement(&self) -> Option<SystemTime> {
-        let now = unix_now();
-        self.read()
-            .ok()?
-            .roots
-            .iter()
-            .filter_map(|r| r.retire_after_unix)
-            .filter(|&t| t > now)
-            .min()
-            .map(|t| UNIX_EPOCH + Duration::from_secs(t))
+        self.read().ok()?.next_retirement()
     }
 
     /// Starts signing with a new root; the previous ones stay trusted for `overlap`, so that
     /// certificates they signed keep working until workloads have renewed.
     pub fn rotate(&self, trust_domain: &str, overlap: Duration) -> Result<(), StoreError> {
         let mut file = self.read()?;
-        let retire = unix_now() + overlap.as_secs();
-        let now = unix_now();
-        file.roots
-            .retain(|r| r.retire_after_unix.is_none_or(|t| t > now));
-        for old in &mut file.roots {
-            old.key_pem = None;
-            old.retire_after_unix = Some(old.retire_after_unix.map_or(retire, |t| t.min(retire)));
-        }
-        file.roots.insert(0, new_root(trust_domain)?);
+        file.rotate(trust_domain, overlap)?;
         self.save(&file)
     }
 
@@ -182,31 +137,103 @@ impl CaStore {
     fn read(&self) -> Result<CaFile, StoreError> {
         let path = self.ca_file();
         let text = read_secret(&path)?.ok_or_else(|| io(&path, io::ErrorKind::NotFound.into()))?;
-        serde_json::from_str(&text).map_err(|e| invalid(&path, e.to_string()))
-    }
-
-    fn ca_json(&self, file: &CaFile) -> Result<Vec<u8>, StoreError> {
-        serde_json::to_vec_pretty(file).map_err(|e| invalid(&self.ca_file(), e.to_string()))
+        CaFile::parse(text.as_bytes(), &path)
     }
 
     fn save(&self, file: &CaFile) -> Result<(), StoreError> {
-        write_atomic(&self.ca_file(), &self.ca_json(file)?, 0o600)?;
+        let path = self.ca_file();
+        write_atomic(&path, &file.to_json(&path)?, 0o600)?;
         self.write_bundle(file)
     }
 
     fn write_bundle(&self, file: &CaFile) -> Result<(), StoreError> {
-        let now = unix_now();
-        let bundle: String = file
-            .roots
-            .iter()
-            .filter(|r| r.retire_after_unix.is_none_or(|t| t > now))
-            .map(|r| r.cert_pem.as_str())
-            .collect();
-        write_atomic(&self.bundle_file(), bundle.as_bytes(), 0o644)
+        write_atomic(&self.bundle_file(), file.bundle_pem().as_bytes(), 0o644)
     }
 }
 
-fn decode_token_key(path: &Path, text: &str) -> Result<Vec<u8>, StoreError> {
+impl CaFile {
+    /// A CA with one new P-256 root.
+    pub fn new(trust_domain: &str) -> Result<Self, StoreError> {
+        Ok(Self {
+            roots: vec![new_root(trust_domain)?],
+        })
+    }
+
+    /// The CA as stored at `origin` (a path, or an etcd key), which errors name.
+    pub fn parse(bytes: &[u8], origin: &Path) -> Result<Self, StoreError> {
+        serde_json::from_slice(bytes).map_err(|e| invalid(origin, e.to_string()))
+    }
+
+    pub fn to_json(&self, origin: &Path) -> Result<Vec<u8>, StoreError> {
+        serde_json::to_vec_pretty(self).map_err(|e| invalid(origin, e.to_string()))
+    }
+
+    /// The authority: the newest root signs; retired roots are left out of the bundle.
+    pub fn authority(&self, trust_domain: &str, origin: &Path) -> Result<Authority, StoreError> {
+        let invalid = |message: String| invalid(origin, message);
+        let signer = self
+            .roots
+            .first()
+            .ok_or_else(|| invalid("no roots".into()))?;
+        let key_pem = signer
+            .key_pem
+            .as_deref()
+            .ok_or_else(|| invalid("the newest root has no key".into()))?;
+        let key = KeyPair::from_pem(key_pem).map_err(|e| invalid(format!("root key: {e}")))?;
+        let issuer = Issuer::from_ca_cert_pem(&signer.cert_pem, key)
+            .map_err(|e| invalid(format!("root certificate: {e}")))?;
+        let now = unix_now();
+        let mut bundle = Vec::new();
+        for root in &self.roots {
+            if root.retire_after_unix.is_some_and(|t| t <= now) {
+                continue;
+            }
+            bundle.push(
+                CertificateDer::from_pem_slice(root.cert_pem.as_bytes())
+                    .map_err(|e| invalid(format!("root certificate: {e}")))?,
+            );
+        }
+        Ok(Authority::new(issuer, Vec::new(), bundle, trust_domain))
+    }
+
+    /// When the next root in the bundle retires, if any.
+    pub fn next_retirement(&self) -> Option<SystemTime> {
+        let now = unix_now();
+        self.roots
+            .iter()
+            .filter_map(|r| r.retire_after_unix)
+            .filter(|&t| t > now)
+            .min()
+            .map(|t| UNIX_EPOCH + Duration::from_secs(t))
+    }
+
+    /// A new root signs from now on; the others stay trusted for `overlap` (at most), without
+    /// their keys.
+    pub fn rotate(&mut self, trust_domain: &str, overlap: Duration) -> Result<(), StoreError> {
+        let now = unix_now();
+        let retire = now + overlap.as_secs();
+        self.roots
+            .retain(|r| r.retire_after_unix.is_none_or(|t| t > now));
+        for old in &mut self.roots {
+            old.key_pem = None;
+            old.retire_after_unix = Some(old.retire_after_unix.map_or(retire, |t| t.min(retire)));
+        }
+        self.roots.insert(0, new_root(trust_domain)?);
+        Ok(())
+    }
+
+    /// The roots still trusted, PEM.
+    pub fn bundle_pem(&self) -> String {
+        let now = unix_now();
+        self.roots
+            .iter()
+            .filter(|r| r.retire_after_unix.is_none_or(|t| t > now))
+            .map(|r| r.cert_pem.as_str())
+            .collect()
+    }
+}
+
+pub(crate) fn decode_token_key(path: &Path, text: &str) -> Result<Vec<u8>, StoreError> {
     use base64::Engine;
     let fix = "restore it, or remove it to have a new key made (join tokens already issued then stop working)";
     let key = base64::engine::general_purpose::STANDARD

@@ -1,4 +1,5 @@
-//! `smictl revoke`: the control's deny list (`revoked.json` in its state directory).
+//! `smictl revoke`: the control's deny list (`revoked.json` in its state directory, or
+//! `revoked` in etcd with `--etcd`).
 //!
 //! - `--identity NS/SA [--reason TEXT]`: the identity gets no certificate again (neither a first
 //!   one nor a renewal), and every workload refuses it once the control has published the list
@@ -8,8 +9,9 @@
 //! - `--list`: what is revoked, one line each.
 //!
 //! Exit codes: 0 done (revoking what already is revoked included: its reason is updated if one
-//! is given), 2 usage error or a state directory that cannot be read or written. Run it on the
-//! control's host, one at a time: it rewrites the file whole.
+//! is given), 2 usage error or a state directory (or etcd) that cannot be read or written. With
+//! a state directory, run it on the control's host, one at a time: it rewrites the file whole.
+//! In etcd the change is a transaction on the version read (made again if another came first).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,18 +19,27 @@ use std::process::ExitCode;
 use clap::{ArgGroup, Args};
 use smi_core::{DEFAULT_TRUST_DOMAIN, ServiceAccount};
 
+use super::EtcdArgs;
 use super::args::usage;
 use super::escape::escape;
 use super::output::{Out, finish};
 use crate::ca::unix_now;
+use crate::etcd::EtcdStore;
 use crate::revocation::{DenyList, check_jti, check_reason};
+use crate::traits::{StateStore, StoreError};
 
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("what").required(true).args(["identity", "token", "list"])))]
 pub struct RevokeArgs {
     /// The control service's state directory.
-    #[arg(long)]
-    pub state_dir: PathBuf,
+    #[arg(
+        long,
+        required_unless_present = "endpoints",
+        conflicts_with = "endpoints"
+    )]
+    pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
     /// Revoke a workload identity, `namespace/serviceaccount`.
     #[arg(long, value_name = "NS/SA")]
     pub identity: Option<ServiceAccount>,
@@ -47,13 +58,50 @@ pub struct RevokeArgs {
     pub trust_domain: String,
 }
 
+/// Where the deny list is.
+enum Store {
+    Dir(PathBuf),
+    Etcd(EtcdStore),
+}
+
+/// A change of the deny list; `true` when it revoked something new.
+type Change<'a> = Box<dyn FnMut(&mut DenyList) -> bool + 'a>;
+
+impl Store {
+    fn deny_list(&self) -> Result<DenyList, StoreError> {
+        match self {
+            Store::Dir(dir) => DenyList::load(dir),
+            Store::Etcd(store) => store.deny_list(),
+        }
+    }
+
+    /// Makes `change` to `list` (as read) and saves it; in etcd, to the list as it is then.
+    fn update(&self, mut list: DenyList, mut change: Change<'_>) -> Result<bool, StoreError> {
+        match self {
+            Store::Dir(dir) => {
+                let new = change(&mut list);
+                list.save(dir)?;
+                Ok(new)
+            }
+            Store::Etcd(store) => store.update_deny_list(change),
+        }
+    }
+}
+
 pub fn run(args: &RevokeArgs, out: Out<'_>) -> ExitCode {
     if let Some(reason) = &args.reason
         && let Err(e) = check_reason(reason)
     {
         return usage(&format!("--reason: {e}"));
     }
-    let mut list = match DenyList::load(&args.state_dir) {
+    let store = match &args.state_dir {
+        Some(dir) => Store::Dir(dir.clone()),
+        None => match args.etcd.require() {
+            Ok(etcd) => Store::Etcd(etcd.store()),
+            Err(e) => return usage(&e),
+        },
+    };
+    let list = match store.deny_list() {
         Ok(list) => list,
         Err(e) => return usage(&e.to_string()),
     };
@@ -62,25 +110,30 @@ pub fn run(args: &RevokeArgs, out: Out<'_>) -> ExitCode {
         return finish(out, ExitCode::SUCCESS, written);
     }
     let now = unix_now();
-    let (new, what) = if let Some(identity) = &args.identity {
-        let new = list.revoke_identity(identity, args.reason.clone(), now);
+    let reason = &args.reason;
+    let (change, what): (Change<'_>, String) = if let Some(identity) = &args.identity {
         let what = format!(
             "identity {identity} ({}): it gets no certificate, and workloads refuse it once the control publishes the list",
             identity.spiffe_id(&args.trust_domain)
         );
-        (new, what)
+        let change = Box::new(move |list: &mut DenyList| {
+            list.revoke_identity(identity, reason.clone(), now)
+        });
+        (change, what)
     } else if let Some(jti) = &args.token {
         if let Err(e) = check_jti(jti) {
             return usage(&format!("--token: {e}"));
         }
-        let new = list.revoke_token(jti, args.reason.clone(), now);
-        (new, format!("join token {jti}: it enrolls nothing more"))
+        let change =
+            Box::new(move |list: &mut DenyList| list.revoke_token(jti, reason.clone(), now));
+        (change, format!("join token {jti}: it enrolls nothing more"))
     } else {
         return usage("say what to revoke: --identity, --token, or --list");
     };
-    if let Err(e) = list.save(&args.state_dir) {
-        return usage(&e.to_string());
-    }
+    let new = match store.update(list, change) {
+        Ok(new) => new,
+        Err(e) => return usage(&e.to_string()),
+    };
     let verb = if new { "revoked" } else { "already revoked" };
     let written = writeln!(out, "{verb} {what}");
     finish(out, ExitCode::SUCCESS, written)

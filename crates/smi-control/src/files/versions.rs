@@ -4,8 +4,10 @@
 //! previous run published, at the cost of one write per block.
 //!
 //! One control process per state directory, as for the rest of it: the mark is read and
-//! written under an in-process lock. A store shared by several controls (etcd) reserves with a
-//! compare-and-swap instead.
+//! written under an in-process lock. A store shared by several controls (etcd) reserves
+//! nothing: its versions come from its revision ([`StateStore::shared_version`]).
+//!
+//! [`StateStore::shared_version`]: crate::traits::StateStore::shared_version
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,9 @@
 //! Version numbers of published states. They are the [`StateStore`]'s: the hub takes them in
 //! blocks ([`BLOCK`]) from [`StateStore::reserve_versions`], so that a restarted control (or
 //! another control on the same store) never reuses a number, without a store write per publish.
+//! A store shared by several controls (etcd) gives its revision instead
+//! ([`StateStore::shared_version`]): every control publishes the same number for the same
+//! state, and a restarted one never goes below what it published before.
 
 use std::sync::Arc;
 
@@ -42,6 +45,13 @@ impl Versions {
     /// Reserved from `store`, the first block now: a store that cannot hand out versions stops
     /// the start rather than number states twice.
     pub fn from_store(store: Arc<dyn StateStore>) -> Result<Self, StoreError> {
+        if store.shared_version().is_some() {
+            return Ok(Self {
+                next: 1,
+                end: u64::MAX,
+                store: Some(store),
+            });
+        }
         let block = store.reserve_versions(BLOCK)?;
         Ok(Self {
             next: block.start.max(1),
@@ -54,6 +64,13 @@ impl Versions {
     /// fails, numbering goes on past the block (publishing matters more than the numbers
     /// across a restart) and the next publish tries again.
     pub fn take(&mut self) -> u64 {
+        // A shared store's revision: the same state is the same number on every control; a
+        // publish between two revisions (a root retiring) numbers on from the last.
+        if let Some(floor) = self.store.as_ref().and_then(|s| s.shared_version()) {
+            let version = self.next.max(floor).max(1);
+            self.next = version + 1;
+            return version;
+        }
         if self.next >= self.end
             && let Some(store) = &self.store
         {

@@ -62,19 +62,29 @@ impl DenyList {
         let Some(text) = read_secret(&path)? else {
             return Ok(DenyList::default());
         };
+        Self::parse(text.as_bytes(), &path)
+    }
+
+    /// A deny list as stored at `origin` (a path, or an etcd key), which errors name.
+    pub fn parse(bytes: &[u8], origin: &Path) -> Result<DenyList, StoreError> {
         let list: DenyList =
-            serde_json::from_str(&text).map_err(|e| invalid(&path, e.to_string()))?;
-        list.validate().map_err(|e| invalid(&path, e))?;
+            serde_json::from_slice(bytes).map_err(|e| invalid(origin, e.to_string()))?;
+        list.validate().map_err(|e| invalid(origin, e))?;
         Ok(list)
+    }
+
+    /// The list as stored, checked first.
+    pub fn to_json(&self, origin: &Path) -> Result<Vec<u8>, StoreError> {
+        self.validate().map_err(|e| invalid(origin, e))?;
+        serde_json::to_vec_pretty(self).map_err(|e| invalid(origin, e.to_string()))
     }
 
     /// Replaces the deny list of `state_dir` in one step (mode 0600; the directory is made
     /// 0700 if needed).
     pub fn save(&self, state_dir: &Path) -> Result<(), StoreError> {
         let path = Self::path(state_dir);
-        self.validate().map_err(|e| invalid(&path, e))?;
+        let json = self.to_json(&path)?;
         CaStore::new(state_dir).create_dir()?;
-        let json = serde_json::to_vec_pretty(self).map_err(|e| invalid(&path, e.to_string()))?;
         write_atomic(&path, &json, 0o600)
     }
 

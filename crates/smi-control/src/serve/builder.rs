@@ -11,13 +11,14 @@ use tokio::sync::watch;
 
 use super::ca::{self, CaKeeper, server_ips, server_tls};
 use super::{Running, ServeConfig, ServeError, servers};
-use crate::admin::{self, Access, AdminState, AdminToken, AllowedHosts};
+use crate::admin::{self, Access, AdminState, AdminToken, AllowedHosts, StoreView};
 use crate::api::ControlApi;
 use crate::enroll::{CertificateRenewal, JoinTokens};
+use crate::etcd::{Etcd, EtcdEndpoints, LeasedRegistrations};
 use crate::files::{PolicyDir, StateDir};
 use crate::hub::{EndpointSink, Hub, Versions};
 use crate::quota::StreamCounts;
-use crate::registry::Registry;
+use crate::registry::{Registry, RegistrySink};
 use crate::revocation::Revocations;
 use crate::source::PolicyReloader;
 use crate::status::Status;
@@ -55,6 +56,7 @@ pub struct ControlBuilder {
     policy: Option<Arc<dyn PolicySource>>,
     store: Option<Arc<dyn StateStore>>,
     endpoint_sources: Vec<(String, MakeEndpointSource)>,
+    registrations: Option<Box<dyn RegistrySink>>,
     authenticators: Authenticators,
     clock: Arc<dyn Clock>,
 }
@@ -86,6 +88,7 @@ impl ControlBuilder {
             policy: None,
             store: None,
             endpoint_sources: Vec::new(),
+            registrations: None,
             authenticators: Authenticators::default(),
             clock: Arc::new(SystemClock),
         }
@@ -126,6 +129,26 @@ impl ControlBuilder {
         self
     }
 
+    /// Where the Register API's endpoints go, instead of this control's own slot in its hub:
+    /// a store every replica reads, which an endpoint source then brings back.
+    #[must_use]
+    pub fn registrations(mut self, sink: impl RegistrySink) -> Self {
+        self.registrations = Some(Box::new(sink));
+        self
+    }
+
+    /// Every part on etcd, shared with the other replicas: the policy, the state, and the
+    /// registrations (this replica's under its lease `lease`, every replica's read back).
+    #[must_use]
+    pub fn etcd(self, etcd: &Etcd, lease: std::time::Duration) -> Self {
+        let replica = format!("{:016x}", rand::random::<u64>());
+        let mirror = etcd.mirror().clone();
+        self.policy_source(etcd.policy())
+            .state_store(etcd.store())
+            .registrations(LeasedRegistrations::start(etcd, replica, lease))
+            .endpoint_source("etcd", move |sink| EtcdEndpoints::new(mirror, sink))
+    }
+
     /// Another authenticator, after the control's own (each claims only what it recognizes).
     #[must_use]
     pub fn authenticator(mut self, authenticator: impl Authenticator) -> Self {
@@ -140,6 +163,7 @@ impl ControlBuilder {
             policy,
             store,
             endpoint_sources,
+            registrations,
             authenticators,
             clock,
         } = self;
@@ -166,11 +190,14 @@ impl ControlBuilder {
         hub.set_bundle(authority.load().bundle().to_vec());
         let revocations = Revocations::new(store.clone(), &config.trust_domain, hub.clone())
             .map_err(ServeError::Revocations)?;
-        let registry = Registry::from_sink(
-            hub.endpoint_sink("registrations"),
-            config.quotas.clone(),
-            config.lease,
-        );
+        let registry = match registrations {
+            Some(sink) => Registry::from_sink(sink, config.quotas.clone(), config.lease),
+            None => Registry::from_sink(
+                hub.endpoint_sink("registrations"),
+                config.quotas.clone(),
+                config.lease,
+            ),
+        };
         let mut endpoints: Vec<Arc<dyn EndpointSource>> = vec![registry.clone()];
         for (name, make) in endpoint_sources {
             endpoints.push(make(hub.endpoint_sink(&name)));
@@ -276,6 +303,7 @@ impl ControlBuilder {
                     hub,
                     status,
                     telemetry: telemetry.clone(),
+                    store: StoreView::new(store.clone()),
                 },
                 admin_access,
                 admin_listener,

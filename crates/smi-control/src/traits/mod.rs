@@ -19,7 +19,7 @@ mod state_store;
 pub use authenticator::{Authenticator, Authenticators, Credential};
 pub use endpoint_source::EndpointSource;
 pub use policy_source::{Content, PolicyDocument, PolicySource, SourceError};
-pub use state_store::{Revision, StateStore, StoreError, TokenUses};
+pub use state_store::{Revision, StateStore, StoreError, StoreHealth, TokenUses};
 
 use std::any::Any;
 use std::sync::Arc;

@@ -71,10 +71,46 @@ pub trait StateStore: Send + Sync + 'static {
     /// Reserves `count` version numbers (see the contract above).
     fn reserve_versions(&self, count: u64) -> Result<Range<u64>, StoreError>;
 
+    /// For a store shared by several controls (etcd): the least version a state published now
+    /// may have, derived from the store's own revision, so that every control publishes the
+    /// same number for the same state. The hub then numbers from it instead of reserving
+    /// ([`crate::hub::Versions`]). `None` (the default): reserve.
+    fn shared_version(&self) -> Option<u64> {
+        None
+    }
+
+    /// Whether the store can be reached now, for the admin API (`/debug/store`) and
+    /// `/metrics`. A local store always can (the default).
+    fn health(&self) -> StoreHealth {
+        StoreHealth {
+            connected: true,
+            ..StoreHealth::default()
+        }
+    }
+
     // === changes ===
 
     /// Starts calling `changed` when someone else changed the state.
     fn watch(&self, changed: Changed) -> Result<WatchGuard, SourceError>;
+}
+
+/// A store's connection, as the admin API shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreHealth {
+    /// Whether the control follows the store now: `false` means it serves the last state it
+    /// saw, which may be behind.
+    pub connected: bool,
+    /// The store's revision the control has seen up to (etcd's), if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
+    /// Why following the store last failed, if it has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When `connected` last changed (0: never).
+    pub since_unix: u64,
+    /// How many times everything was read again because the store compacted what the control
+    /// had not seen.
+    pub relists: u64,
 }
 
 /// One join token's recorded uses.
@@ -102,4 +138,6 @@ pub enum StoreError {
     Invalid { path: PathBuf, message: String },
     #[error("generating a root: {0}")]
     Generate(#[from] rcgen::Error),
+    #[error(transparent)]
+    Etcd(#[from] crate::etcd::EtcdError),
 }

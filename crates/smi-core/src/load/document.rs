@@ -176,6 +176,42 @@ fn classify(api_version: Option<&str>, kind: Option<&str>) -> (Class, Option<Str
     }
 }
 
+/// The SMI objects of `text` as written (parsed, their fields not read), in document order, a
+/// `List`'s items in its place: what `smictl apply` stores, one object per key. What the loader
+/// skips (Deployments, Services, ...) is left out, and so is what it would refuse (malformed
+/// text, an unknown SMI kind): load the text first, and use this only on text that loads.
+pub fn smi_objects(text: &str, format: Format) -> Vec<Value> {
+    fn visit(value: Value, out: &mut Vec<Value>) {
+        let api_version = value.get("apiVersion").and_then(Value::as_str);
+        let kind = value.get("kind").and_then(Value::as_str);
+        match classify(api_version, kind).0 {
+            Class::Smi(..) => out.push(value),
+            Class::List => {
+                if let Value::Object(mut map) = value
+                    && let Some(Value::Array(items)) = map.remove("items")
+                {
+                    for item in items {
+                        visit(item, out);
+                    }
+                }
+            }
+            Class::Skip | Class::Invalid { .. } => {}
+        }
+    }
+    let documents: Vec<Value> = match format {
+        Format::Json => serde_json::from_str(text).into_iter().collect(),
+        // Up to a syntax error, as the loader reads.
+        Format::Yaml => serde_yaml_ng::Deserializer::from_str(text)
+            .map_while(|document| Value::deserialize(document).ok())
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for document in documents {
+        visit(document, &mut out);
+    }
+    out
+}
+
 pub(crate) struct DocumentReader<'a> {
     pub source: Arc<str>,
     pub policy: &'a mut PolicySet,

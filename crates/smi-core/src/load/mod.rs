@@ -15,6 +15,7 @@ mod value;
 mod wire;
 
 pub use diagnostic::{Diagnostic, ResourceId, Severity};
+pub use document::smi_objects;
 pub use value::load_value;
 
 use std::collections::HashMap;

@@ -1,0 +1,197 @@
+//! Writing a change of policy in one etcd transaction, on the versions it was decided on: each
+//! key is written only if its modification revision is still the one read (0 when it was
+//! absent: etcd compares a missing key's as 0), so that a concurrent change fails it whole.
+
+use prost::Message;
+
+use crate::etcd::{Etcd, EtcdError, pb};
+
+/// etcd's default `--max-txn-ops`: a transaction with more operations is refused.
+pub const MAX_TXN_OPS: usize = 128;
+
+/// etcd's default `--max-request-bytes` (1.5 MiB), less room for what etcd wraps a request in.
+pub const MAX_REQUEST_BYTES: usize = 1536 * 1024 - 1024;
+
+/// One key to change: put `value`, or delete it (`None`), if it is still at `revision`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Write {
+    pub key: String,
+    pub revision: i64,
+    pub value: Option<Vec<u8>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error(
+        "{0} resources changed; etcd takes at most {MAX_TXN_OPS} in one transaction (its --max-txn-ops), and an apply is all or nothing: apply them in parts"
+    )]
+    TooMany(usize),
+    #[error(
+        "the change is {0} bytes; etcd takes at most 1.5 MiB in one request (its --max-request-bytes), and an apply is all or nothing: apply it in parts"
+    )]
+    TooLarge(usize),
+    /// Someone else changed these keys since they were read; nothing was written.
+    #[error("changed by someone else: {}", .0.join(", "))]
+    Conflict(Vec<String>),
+    #[error(transparent)]
+    Etcd(#[from] EtcdError),
+}
+
+/// The transaction for `writes`, refused when etcd would refuse it.
+pub fn request(writes: &[Write]) -> Result<pb::TxnRequest, CommitError> {
+    if writes.len() > MAX_TXN_OPS {
+        return Err(CommitError::TooMany(writes.len()));
+    }
+    let request = pb::TxnRequest {
+        compare: writes
+            .iter()
+            .map(|w| mod_revision_is(&w.key, w.revision))
+            .collect(),
+        success: writes
+            .iter()
+            .map(|w| match &w.value {
+                Some(value) => put_op(&w.key, value.clone()),
+                None => delete_op(&w.key),
+            })
+            .collect(),
+        // On a conflict, the keys' revisions now: which of them changed.
+        failure: writes.iter().map(|w| revision_op(&w.key)).collect(),
+    };
+    let len = request.encoded_len();
+    if len > MAX_REQUEST_BYTES {
+        return Err(CommitError::TooLarge(len));
+    }
+    Ok(request)
+}
+
+/// Writes all of `writes` (their [`request`]), or nothing.
+pub fn commit(etcd: &Etcd, request: pb::TxnRequest, writes: &[Write]) -> Result<(), CommitError> {
+    let client = etcd.client().clone();
+    let answer = etcd
+        .runtime()
+        .block_on(async move { client.txn(request).await })?;
+    if answer.succeeded {
+        return Ok(());
+    }
+    let now = answer.responses.iter().map(|r| match &r.response {
+        Some(pb::response_op::Response::ResponseRange(range)) => {
+            range.kvs.first().map_or(0, |kv| kv.mod_revision)
+        }
+        _ => 0,
+    });
+    let mut changed: Vec<String> = writes
+        .iter()
+        .zip(now)
+        .filter(|(w, now)| w.revision != *now)
+        .map(|(w, _)| w.key.clone())
+        .collect();
+    if changed.is_empty() {
+        // A retry after a lost answer finds its own write (see `EtcdClient::txn`); or the keys
+        // changed and changed back. Either way the compare failed: say which keys it was on.
+        changed = writes.iter().map(|w| w.key.clone()).collect();
+    }
+    Err(CommitError::Conflict(changed))
+}
+
+/// The compare "`key` was last modified at `revision`" (0: it does not exist).
+fn mod_revision_is(key: &str, revision: i64) -> pb::Compare {
+    pb::Compare {
+        result: pb::compare::CompareResult::Equal as i32,
+        target: pb::compare::CompareTarget::Mod as i32,
+        key: key.as_bytes().to_vec(),
+        target_union: Some(pb::compare::TargetUnion::ModRevision(revision)),
+    }
+}
+
+fn put_op(key: &str, value: Vec<u8>) -> pb::RequestOp {
+    pb::RequestOp {
+        request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
+            key: key.as_bytes().to_vec(),
+            value,
+            ..Default::default()
+        })),
+    }
+}
+
+fn delete_op(key: &str) -> pb::RequestOp {
+    pb::RequestOp {
+        request: Some(pb::request_op::Request::RequestDeleteRange(
+            pb::DeleteRangeRequest {
+                key: key.as_bytes().to_vec(),
+                ..Default::default()
+            },
+        )),
+    }
+}
+
+/// A read of `key` without its value: its modification revision.
+fn revision_op(key: &str) -> pb::RequestOp {
+    pb::RequestOp {
+        request: Some(pb::request_op::Request::RequestRange(pb::RangeRequest {
+            key: key.as_bytes().to_vec(),
+            keys_only: true,
+            ..Default::default()
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(n: usize, len: usize) -> Write {
+        Write {
+            key: format!("/smi-mesh/policy/TrafficSplit/shop/s{n}"),
+            revision: i64::try_from(n).unwrap(),
+            value: Some(vec![b'x'; len]),
+        }
+    }
+
+    #[test]
+    fn each_write_is_compared_on_the_revision_it_was_read_at() {
+        let writes = [
+            put(0, 3),
+            Write {
+                value: None,
+                ..put(7, 0)
+            },
+        ];
+        let request = request(&writes).unwrap();
+        let revisions: Vec<_> = request
+            .compare
+            .iter()
+            .map(|c| (c.target, c.target_union.clone()))
+            .collect();
+        let mod_target = pb::compare::CompareTarget::Mod as i32;
+        assert_eq!(
+            revisions,
+            [
+                (mod_target, Some(pb::compare::TargetUnion::ModRevision(0))),
+                (mod_target, Some(pb::compare::TargetUnion::ModRevision(7))),
+            ]
+        );
+        assert!(matches!(
+            request.success[0].request,
+            Some(pb::request_op::Request::RequestPut(ref p)) if p.value == b"xxx"
+        ));
+        assert!(matches!(
+            request.success[1].request,
+            Some(pb::request_op::Request::RequestDeleteRange(_))
+        ));
+        assert_eq!(request.failure.len(), 2);
+    }
+
+    #[test]
+    fn a_transaction_etcd_would_refuse_is_refused_naming_the_limit() {
+        let many: Vec<Write> = (0..=MAX_TXN_OPS).map(|n| put(n, 10)).collect();
+        let err = request(&many).unwrap_err();
+        assert!(matches!(err, CommitError::TooMany(129)), "{err}");
+        assert!(err.to_string().contains("at most 128"), "{err}");
+        assert!(request(&many[..MAX_TXN_OPS]).is_ok());
+
+        let large: Vec<Write> = (0..2).map(|n| put(n, 800 * 1024)).collect();
+        let err = request(&large).unwrap_err();
+        assert!(matches!(err, CommitError::TooLarge(_)), "{err}");
+        assert!(err.to_string().contains("1.5 MiB"), "{err}");
+    }
+}
