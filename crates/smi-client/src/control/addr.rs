@@ -81,6 +81,16 @@ impl ControlAddr {
         })
     }
 
+    /// The same addresses, the first connect starting at one chosen at random instead of the
+    /// first: many workloads given one list then spread over the replicas it names, instead of
+    /// all landing on the first. ([`MeshConfig::from_env`](crate::MeshConfig::from_env) does this.)
+    #[must_use]
+    pub fn starting_anywhere(self) -> Self {
+        self.last_good
+            .start_at(rand::random_range(0..self.targets.len()));
+        self
+    }
+
     /// `https://host:port` of the first address.
     pub fn uri(&self) -> &str {
         // `parse` makes at least one target.

@@ -16,17 +16,23 @@ use super::connector::ControlConnector;
 use super::{ClientError, error_chain};
 
 /// The address that answered last, shared by every clone of a [`ControlAddr`]: which
-/// configured one, and the resolved address it was reached at.
+/// configured one, and the resolved address it was reached at (`None`: where to start, before
+/// any answered).
 #[derive(Debug, Default)]
-pub(super) struct LastGood(Mutex<Option<(usize, SocketAddr)>>);
+pub(super) struct LastGood(Mutex<Option<(usize, Option<SocketAddr>)>>);
 
 impl LastGood {
-    fn get(&self) -> Option<(usize, SocketAddr)> {
+    fn get(&self) -> Option<(usize, Option<SocketAddr>)> {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn set(&self, target: usize, addr: SocketAddr) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((target, addr));
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((target, Some(addr)));
+    }
+
+    /// Where the first connect starts, before any address answered.
+    pub(super) fn start_at(&self, target: usize) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((target, None));
     }
 }
 
@@ -54,7 +60,7 @@ impl ControlAddr {
                     continue;
                 }
             };
-            let remembered = last.filter(|(i, _)| *i == index).map(|(_, addr)| addr);
+            let remembered = last.filter(|(i, _)| *i == index).and_then(|(_, addr)| addr);
             for addr in remembered_first(addrs, remembered) {
                 match target.dial(addr, tls.clone()).await {
                     Ok(channel) => {
@@ -204,5 +210,19 @@ mod tests {
             resolved
         );
         assert_eq!(remembered_first(resolved.clone(), None), resolved);
+    }
+
+    #[test]
+    fn starting_anywhere_spreads_the_first_connect_over_the_addresses() {
+        let starts: std::collections::BTreeSet<usize> = (0..100)
+            .map(|_| {
+                let addr = ControlAddr::parse("a:1,b:1,c:1").unwrap().starting_anywhere();
+                addr.last_good.get().map(|(i, _)| i).unwrap()
+            })
+            .collect();
+        // 100 draws of three: all three, but for a chance of about 3 * (2/3)^100.
+        assert_eq!(starts.into_iter().collect::<Vec<_>>(), [0, 1, 2]);
+        let plain = ControlAddr::parse("a:1,b:1").unwrap();
+        assert_eq!(plain.last_good.get(), None);
     }
 }

@@ -72,7 +72,8 @@ impl MeshConfig {
     /// From `SMI_CONTROL_ADDR` and `SMI_TOKEN` (or `SMI_TOKEN_FILE`). `SMI_CONTROL_ADDR` is
     /// `host:port`, or several separated by commas (`SMI_CONTROL_ADDR=a:7443,b:7443,c:7443`, at
     /// most [`MAX_CONTROL_ADDRS`](crate::control::MAX_CONTROL_ADDRS); a host name stands for every address it resolves to): the
-    /// workload fails over between them ([`ControlAddr`]). `SMI_CALLS` is an optional
+    /// workload fails over between them ([`ControlAddr`]), and starts at one chosen at random so
+    /// that workloads spread over the replicas ([`ControlAddr::starting_anywhere`]). `SMI_CALLS` is an optional
     /// comma-separated list of services (default `*`), `SMI_WORKLOAD` an optional name;
     /// `SMI_POD_NAME`, `SMI_WORKLOAD_NAME`, `SMI_NAMESPACE`, `SMI_REPORT_INTERVAL` (seconds)
     /// and `SMI_OSM_METRICS` (`1` or `true`) are optional too; the OpenTelemetry variables
@@ -88,7 +89,7 @@ impl MeshConfig {
                 .to_owned(),
             (None, None) => return Err(MeshError::Env("set SMI_TOKEN or SMI_TOKEN_FILE")),
         };
-        let mut config = Self::new(ControlAddr::parse(&addr)?, token);
+        let mut config = Self::new(ControlAddr::parse(&addr)?.starting_anywhere(), token);
         if let Some(calls) = var("SMI_CALLS") {
             config.calls = calls.split(',').map(|s| s.trim().to_owned()).collect();
         }

@@ -175,6 +175,25 @@ impl EtcdClient {
         }
     }
 
+    /// One unary KV call, `method` on a client of whichever member [`call`](Self::call) picks.
+    async fn kv<Req, Res, F, Fut>(
+        &self,
+        what: &'static str,
+        request: Req,
+        method: F,
+    ) -> Result<Res, EtcdError>
+    where
+        Req: Clone,
+        F: Fn(KvClient<Channel>, Req) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Res>, Status>>,
+    {
+        self.call(what, |channel| {
+            method(KvClient::new(channel), request.clone())
+        })
+        .await
+        .map(tonic::Response::into_inner)
+    }
+
     /// Every key under `prefix` at one revision, in pages, with that revision.
     pub async fn list(&self, prefix: &[u8]) -> Result<(Vec<pb::KeyValue>, i64), EtcdError> {
         const PAGE: i64 = 1_000;
@@ -191,15 +210,11 @@ impl EtcdClient {
                 ..Default::default()
             };
             let page = self
-                .call("list", |channel| {
-                    let request = request.clone();
-                    async move {
-                        KvClient::new(channel)
-                            .range(request)
-                            .await
-                            .map(tonic::Response::into_inner)
-                    }
-                })
+                .kv(
+                    "list",
+                    request,
+                    |mut kv, r| async move { kv.range(r).await },
+                )
                 .await?;
             if revision == 0 {
                 revision = header_revision(page.header.as_ref());
@@ -223,15 +238,7 @@ impl EtcdClient {
             ..Default::default()
         };
         let answer = self
-            .call("get", |channel| {
-                let request = request.clone();
-                async move {
-                    KvClient::new(channel)
-                        .range(request)
-                        .await
-                        .map(tonic::Response::into_inner)
-                }
-            })
+            .kv("get", request, |mut kv, r| async move { kv.range(r).await })
             .await?;
         let revision = header_revision(answer.header.as_ref());
         Ok((answer.kvs.into_iter().next(), revision))
@@ -246,15 +253,7 @@ impl EtcdClient {
             prev_kv: false,
         };
         let answer = self
-            .call("put", |channel| {
-                let request = request.clone();
-                async move {
-                    KvClient::new(channel)
-                        .put(request)
-                        .await
-                        .map(tonic::Response::into_inner)
-                }
-            })
+            .kv("put", request, |mut kv, r| async move { kv.put(r).await })
             .await?;
         Ok(header_revision(answer.header.as_ref()))
     }
@@ -265,14 +264,8 @@ impl EtcdClient {
             ..Default::default()
         };
         let answer = self
-            .call("delete", |channel| {
-                let request = request.clone();
-                async move {
-                    KvClient::new(channel)
-                        .delete_range(request)
-                        .await
-                        .map(tonic::Response::into_inner)
-                }
+            .kv("delete", request, |mut kv, r| async move {
+                kv.delete_range(r).await
             })
             .await?;
         Ok(header_revision(answer.header.as_ref()))
@@ -281,14 +274,8 @@ impl EtcdClient {
     /// One transaction. A retry after an answer was lost may find its own write and take the
     /// failure branch: callers compare on what they read, so that reads as a conflict.
     pub async fn txn(&self, request: pb::TxnRequest) -> Result<pb::TxnResponse, EtcdError> {
-        self.call("transaction", |channel| {
-            let request = request.clone();
-            async move {
-                KvClient::new(channel)
-                    .txn(request)
-                    .await
-                    .map(tonic::Response::into_inner)
-            }
+        self.kv("transaction", request, |mut kv, r| async move {
+            kv.txn(r).await
         })
         .await
     }
