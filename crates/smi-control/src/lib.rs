@@ -21,6 +21,8 @@ pub mod enroll;
 pub mod etcd;
 pub mod files;
 pub mod hub;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 pub mod quota;
 pub mod registry;
 pub mod revocation;

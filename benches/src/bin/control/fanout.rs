@@ -1,5 +1,5 @@
 //! Fan-out: one TrafficSplit change to N Watch streams, against one subscriber; and the control's
-//! memory per subscriber.
+//! memory per subscriber. [`Audience`] and [`Rounds`] are the parts, for any [`Target`].
 
 use std::time::{Duration, Instant};
 
@@ -8,7 +8,7 @@ use smi_core::proto::v1::{self, control_client::ControlClient};
 use tokio::sync::mpsc;
 
 use crate::Error;
-use crate::service::{Control, write_split};
+use crate::service::{Control, Target, channel};
 
 const STREAMS_PER_CONNECTION: usize = 100;
 const WAIT: Duration = Duration::from_secs(30);
@@ -26,8 +26,10 @@ pub struct FanOut {
 /// Each subscriber reports (its index, the v1 weight it saw) for every update it receives.
 type Receipts = mpsc::UnboundedReceiver<(usize, u64, Instant)>;
 
+/// Opens `n` Watch streams, 100 per connection, each connection its own identity; connection
+/// `c` goes to the target's address `c` (round robin over replicas).
 async fn subscribe(
-    control: &Control,
+    target: &impl Target,
     n: usize,
     first_index: usize,
     receipts: &mpsc::UnboundedSender<(usize, u64, Instant)>,
@@ -36,9 +38,8 @@ async fn subscribe(
     let mut opened = 0;
     let mut connection = 0;
     while opened < n {
-        let (_creds, channel) = control
-            .channel(&format!("bench/subscriber-{}", first_index + connection))
-            .await?;
+        let identity = format!("bench/subscriber-{}", first_index + connection);
+        let (_creds, channel) = channel(target, &identity, connection).await?;
         connection += 1;
         let batch = STREAMS_PER_CONNECTION.min(n - opened);
         for _ in 0..batch {
@@ -112,54 +113,154 @@ async fn receipts_of(
     }
 }
 
-pub async fn fan_out(control: &Control, n: usize, rounds: usize) -> Result<FanOut, Error> {
-    write_split(&control.policy, 50)?;
-    // The single-subscriber baseline (index 0), then the N (index 0 included, so N in all).
-    let (single_tx, mut single) = mpsc::unbounded_channel();
-    let _single = subscribe(control, 1, 0, &single_tx).await?;
-    receipts_of(&mut single, 1, 50).await?;
+// === impl Audience ===
 
+/// The Watch streams of one target: one subscriber alone (the baseline), and N others (the
+/// first of them the lone one's index, so N in all). Dropping it closes them.
+pub struct Audience {
+    pub subscribers: usize,
+    single: Receipts,
+    _single: Subscribers,
+    all: Option<(Receipts, Subscribers)>,
+}
+
+/// One change's times from the write, ms.
+#[derive(Clone, Copy, Debug)]
+pub struct Round {
+    /// Until the write returned (a file renamed; etcd's answer to the put).
+    pub written_ms: f64,
+    pub first_ms: f64,
+    pub last_ms: f64,
+    /// The lone subscriber's receipt.
+    pub single_ms: f64,
+}
+
+impl Audience {
+    /// Sets the split to 50% and opens the lone subscriber (until it has seen that).
+    pub async fn single(target: &impl Target) -> Result<Self, Error> {
+        target.set_split(50).await?;
+        let (tx, mut single) = mpsc::unbounded_channel();
+        let subscriber = subscribe(target, 1, 0, &tx).await?;
+        receipts_of(&mut single, 1, 50).await?;
+        Ok(Self {
+            subscribers: 0,
+            single,
+            _single: subscriber,
+            all: None,
+        })
+    }
+
+    /// Opens the `n` streams (until each has seen the current 50%); the seconds it took.
+    pub async fn fill(&mut self, target: &impl Target, n: usize) -> Result<f64, Error> {
+        let opened = Instant::now();
+        let (tx, mut receipts) = mpsc::unbounded_channel();
+        let subscribers = subscribe(target, n, 0, &tx).await?;
+        receipts_of(&mut receipts, n, 50).await?;
+        self.subscribers = n;
+        self.all = Some((receipts, subscribers));
+        Ok(opened.elapsed().as_secs_f64())
+    }
+
+    /// Sets the split to `weight` (not the weight it has) and waits for every receipt.
+    pub async fn round(&mut self, target: &impl Target, weight: u64) -> Result<Round, Error> {
+        let (receipts, _) = self.all.as_mut().ok_or("the audience is not filled")?;
+        let written = Instant::now();
+        target.set_split(weight).await?;
+        let written_at = Instant::now();
+        let (_, single_last) = receipts_of(&mut self.single, 1, weight).await?;
+        let (first, last) = receipts_of(receipts, self.subscribers, weight).await?;
+        let ms = |t: Instant| t.duration_since(written).as_secs_f64() * 1e3;
+        Ok(Round {
+            written_ms: ms(written_at),
+            first_ms: ms(first),
+            last_ms: ms(last),
+            single_ms: ms(single_last),
+        })
+    }
+}
+
+// === impl Rounds ===
+
+/// The rounds of one audience, summarised as BENCHMARKS.md reports them.
+#[derive(Debug, Default)]
+pub struct Rounds(Vec<Round>);
+
+impl Rounds {
+    pub fn push(&mut self, round: Round) {
+        self.0.push(round);
+    }
+
+    fn each(&self, f: impl Fn(&Round) -> f64) -> Vec<f64> {
+        self.0.iter().map(f).collect()
+    }
+
+    pub fn written(&self) -> Vec<f64> {
+        self.each(|r| r.written_ms)
+    }
+
+    pub fn firsts(&self) -> Vec<f64> {
+        self.each(|r| r.first_ms)
+    }
+
+    pub fn lasts(&self) -> Vec<f64> {
+        self.each(|r| r.last_ms)
+    }
+
+    /// First receipt to last: the fan-out itself.
+    pub fn spans(&self) -> Vec<f64> {
+        self.each(|r| r.last_ms - r.first_ms)
+    }
+
+    pub fn singles(&self) -> Vec<f64> {
+        self.each(|r| r.single_ms)
+    }
+
+    /// `last(N) - last(1)`: the cost of the other N - 1.
+    pub fn added(&self) -> Vec<f64> {
+        self.each(|r| r.last_ms - r.single_ms)
+    }
+
+    /// `write->first ..., write->last ..., first->last ...; one subscriber ...; last(N)-last(1) ...`.
+    pub fn describe(&self) -> String {
+        format!(
+            "write->first {} ms, write->last {} ms, first->last {} ms; one subscriber write->receipt {} ms; last(N)-last(1) {} ms",
+            spread(&self.firsts(), 1),
+            spread(&self.lasts(), 1),
+            spread(&self.spans(), 1),
+            spread(&self.singles(), 1),
+            spread(&self.added(), 1),
+        )
+    }
+}
+
+pub fn connections_for(n: usize) -> usize {
+    n.div_ceil(STREAMS_PER_CONNECTION)
+}
+
+pub async fn fan_out(control: &Control, n: usize, rounds: usize) -> Result<FanOut, Error> {
+    let mut audience = Audience::single(control).await?;
     let rss_before = control.rss()?;
-    let (tx, mut receipts) = mpsc::unbounded_channel();
-    let opened = Instant::now();
-    let subscribers = subscribe(control, n, 0, &tx).await?;
-    receipts_of(&mut receipts, n, 50).await?;
-    let open_s = opened.elapsed().as_secs_f64();
+    let open_s = audience.fill(control, n).await?;
     let rss_after = control.rss()?;
     let bytes_per_subscriber = rss_after.saturating_sub(rss_before) / n as u64;
 
-    let (mut lasts, mut firsts, mut spans, mut singles, mut added) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut measured = Rounds::default();
     for round in 0..rounds {
-        let weight = 51 + round as u64;
-        let written = Instant::now();
-        write_split(&control.policy, weight)?;
-        let (_, single_last) = receipts_of(&mut single, 1, weight).await?;
-        let (first, last) = receipts_of(&mut receipts, n, weight).await?;
-        let ms = |t: Instant| t.duration_since(written).as_secs_f64() * 1e3;
-        lasts.push(ms(last));
-        firsts.push(ms(first));
-        spans.push(ms(last) - ms(first));
-        singles.push(ms(single_last));
-        added.push(ms(last) - ms(single_last));
+        measured.push(audience.round(control, 51 + round as u64).await?);
     }
     println!(
-        "fan-out to {n} subscribers ({} connections; opened in {open_s:.1} s): write->first {} ms, write->last {} ms, first->last {} ms; one subscriber write->receipt {} ms; last(N)-last(1) {} ms; control RSS +{} KiB = {} bytes/subscriber",
-        n.div_ceil(STREAMS_PER_CONNECTION),
-        spread(&firsts, 1),
-        spread(&lasts, 1),
-        spread(&spans, 1),
-        spread(&singles, 1),
-        spread(&added, 1),
+        "fan-out to {n} subscribers ({} connections; opened in {open_s:.1} s): {}; control RSS +{} KiB = {} bytes/subscriber",
+        connections_for(n),
+        measured.describe(),
         rss_after.saturating_sub(rss_before) / 1024,
         bytes_per_subscriber,
     );
-    drop(subscribers);
+    drop(audience);
     Ok(FanOut {
         subscribers: n,
-        span_ms: median(&spans),
-        last_ms: median(&lasts),
-        added_ms: median(&added),
+        span_ms: median(&measured.spans()),
+        last_ms: median(&measured.lasts()),
+        added_ms: median(&measured.added()),
         bytes_per_subscriber,
     })
 }

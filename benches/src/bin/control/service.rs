@@ -1,6 +1,8 @@
 //! The control service under load: this binary re-executed in the `serve` role, and the handle
-//! the load generator holds on it (tokens, enrollment, the child's resident memory, its admin API).
+//! the load generator holds on it (tokens, enrollment, the child's resident memory, its admin API);
+//! and [`Target`], what the phases need of any control (this one, or replicas on etcd).
 
+use std::future::Future;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,8 +18,52 @@ use tonic::transport::Channel;
 
 use crate::{Error, ROLE};
 
-const TRUST_DOMAIN: &str = "cluster.local";
+pub const TRUST_DOMAIN: &str = "cluster.local";
 const ACCESS: &str = include_str!("../../../../examples/bookstore/policy/bookstore-access.yaml");
+
+/// A control service as the phases drive it: where workloads connect, how they get a token, and
+/// how an operator changes the policy. One process on files ([`Control`]), or replicas sharing
+/// etcd ([`crate::replicas::EtcdMesh`]).
+pub trait Target {
+    /// The API addresses; the `i`th connection goes to `addrs()[i % len]` (round robin).
+    fn addrs(&self) -> &[ControlAddr];
+
+    /// A join token for `identity` that enrolls without limit. Concurrent enrollments each use
+    /// their own: a token's uses are counted one at a time.
+    fn token(&self, identity: &str) -> Result<String, Error>;
+
+    /// Sets the TrafficSplit `bookstore/bookstore-split` to `v1_weight`% bookstore-v1, as an
+    /// operator would (a file rewritten, a key put); returns once that write is done.
+    fn set_split(&self, v1_weight: u64) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// Enrolls `identity` at the target's `i`th address (round robin), and connects there.
+pub async fn channel(
+    target: &impl Target,
+    identity: &str,
+    i: usize,
+) -> Result<(Credentials, Channel), Error> {
+    let addrs = target.addrs();
+    let addr = addrs.get(i % addrs.len().max(1)).ok_or("no API address")?;
+    let creds = enroll(addr, &target.token(identity)?).await?;
+    let channel = connect(addr, &creds).await?;
+    Ok((creds, channel))
+}
+
+/// `GET path` over HTTP/1.0 (so that the body is never chunked): the whole response, head and
+/// body, or an error naming the status if it was not 200.
+pub async fn http_get(addr: SocketAddr, path: &str) -> Result<String, Error> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", addr.ip());
+    stream.write_all(request.as_bytes()).await?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await?;
+    let status = text.lines().next().unwrap_or_default();
+    if status.split_whitespace().nth(1) != Some("200") {
+        return Err(format!("GET {path} on {addr}: {status}").into());
+    }
+    Ok(text)
+}
 
 /// The child: one control service; prints its address, stops when stdin closes.
 pub async fn serve_role() -> Result<(), Error> {
@@ -45,7 +91,8 @@ pub async fn serve_role() -> Result<(), Error> {
 
 pub struct Control {
     child: Child,
-    addr: ControlAddr,
+    /// The one API address (a list, for [`Target::addrs`]).
+    addr: [ControlAddr; 1],
     admin: SocketAddr,
     pub policy: PathBuf,
     state: PathBuf,
@@ -56,9 +103,7 @@ impl Control {
     pub fn start(dir: &Path) -> Result<Self, Error> {
         let policy = dir.join("policy");
         let state = dir.join("state");
-        std::fs::create_dir_all(&policy)?;
-        std::fs::write(policy.join("access.yaml"), ACCESS)?;
-        write_split(&policy, 50)?;
+        write_policy(&policy)?;
         let ca = CaStore::new(&state).open_or_init(TRUST_DOMAIN)?;
         let mut child = Command::new(std::env::current_exe()?)
             .env(ROLE, "serve")
@@ -75,7 +120,7 @@ impl Control {
             .and_then(|rest| rest.trim().split_once(' '))
             .ok_or_else(|| format!("the control service did not start: {line:?}"))?;
         Ok(Self {
-            addr: ControlAddr::parse(addr)?,
+            addr: [ControlAddr::parse(addr)?],
             admin: admin.parse()?,
             child,
             policy,
@@ -96,9 +141,7 @@ impl Control {
     }
 
     pub async fn channel(&self, identity: &str) -> Result<(Credentials, Channel), Error> {
-        let creds = enroll(&self.addr, &self.token(identity)?).await?;
-        let channel = connect(&self.addr, &creds).await?;
-        Ok((creds, channel))
+        channel(self, identity, 0).await
     }
 
     /// Resident memory of the control process, bytes.
@@ -114,17 +157,7 @@ impl Control {
 
     /// `GET path` on the control's admin API: the whole response, head and body.
     pub async fn admin_get(&self, path: &str) -> Result<String, Error> {
-        let mut stream = tokio::net::TcpStream::connect(self.admin).await?;
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text).await?;
-        if !text.starts_with("HTTP/1.1 200") {
-            let status = text.lines().next().unwrap_or_default().to_owned();
-            return Err(format!("GET {path}: {status}").into());
-        }
-        Ok(text)
+        http_get(self.admin, path).await
     }
 
     /// A gauge or counter of the control's admin `/metrics`.
@@ -143,6 +176,27 @@ impl Control {
         }
         let _ = self.child.wait();
     }
+}
+
+impl Target for Control {
+    fn addrs(&self) -> &[ControlAddr] {
+        &self.addr
+    }
+
+    fn token(&self, identity: &str) -> Result<String, Error> {
+        Control::token(self, identity)
+    }
+
+    fn set_split(&self, v1_weight: u64) -> impl Future<Output = Result<(), Error>> + Send {
+        std::future::ready(write_split(&self.policy, v1_weight).map_err(Error::from))
+    }
+}
+
+/// The bookstore's access policy and its TrafficSplit (50% bookstore-v1), as files in `policy`.
+pub fn write_policy(policy: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(policy)?;
+    std::fs::write(policy.join("access.yaml"), ACCESS)?;
+    write_split(policy, 50)
 }
 
 pub fn write_split(policy: &Path, v1_weight: u64) -> std::io::Result<()> {

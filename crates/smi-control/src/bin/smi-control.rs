@@ -46,6 +46,14 @@ struct ServeArgs {
     state_dir: Option<PathBuf>,
     #[command(flatten)]
     etcd: EtcdArgs,
+    /// Read the policy from the cluster's SMI resources and the endpoints from its
+    /// EndpointSlices (in-cluster configuration, or the kubeconfig KUBECONFIG or --kubeconfig
+    /// names). Built with the `kubernetes` feature only.
+    #[arg(long, conflicts_with = "endpoints")]
+    kubernetes: bool,
+    /// The kubeconfig for --kubernetes, instead of KUBECONFIG or the in-cluster configuration.
+    #[arg(long, value_name = "FILE", requires = "kubernetes")]
+    kubeconfig: Option<PathBuf>,
     #[arg(long, default_value = "127.0.0.1:7443")]
     listen: SocketAddr,
     /// The admin HTTP API (health, metrics, /debug/*, the TrafficMetrics API under /apis/*).
@@ -129,6 +137,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let kube_args = args.kubernetes_args();
     let config = ServeConfig {
         policy_dir: args.policy_dir.take().unwrap_or_default(),
         state_dir: args.state_dir.take().unwrap_or_default(),
@@ -167,6 +176,14 @@ fn main() -> ExitCode {
             Some(etcd) => builder.etcd(etcd, lease),
             None => builder,
         };
+        let builder = match kubernetes(&kube_args).await {
+            Ok(Some(cluster)) => with_cluster(builder, cluster),
+            Ok(None) => builder,
+            Err(message) => {
+                eprintln!("error: {message}");
+                return ExitCode::FAILURE;
+            }
+        };
         let running = match builder.start().await {
             Ok(r) => r,
             Err(e) => {
@@ -180,6 +197,54 @@ fn main() -> ExitCode {
         running.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+/// `--kubernetes` and `--kubeconfig`, as the cluster is reached.
+struct KubernetesArgs {
+    enabled: bool,
+    kubeconfig: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    fn kubernetes_args(&self) -> KubernetesArgs {
+        KubernetesArgs {
+            enabled: self.kubernetes,
+            kubeconfig: self.kubeconfig.clone(),
+        }
+    }
+}
+
+/// The cluster, connected and listed, when `--kubernetes` is given.
+#[cfg(feature = "kubernetes")]
+async fn kubernetes(
+    args: &KubernetesArgs,
+) -> Result<Option<smi_control::kubernetes::Cluster>, String> {
+    if !args.enabled {
+        return Ok(None);
+    }
+    smi_control::kubernetes::Cluster::connect(args.kubeconfig.as_deref())
+        .await
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "kubernetes"))]
+async fn kubernetes(args: &KubernetesArgs) -> Result<Option<std::convert::Infallible>, String> {
+    if args.enabled {
+        return Err("--kubernetes: this smi-control was built without the `kubernetes` feature (cargo build -p smi-control --features kubernetes)".into());
+    }
+    let _ = &args.kubeconfig;
+    Ok(None)
+}
+
+#[cfg(feature = "kubernetes")]
+fn with_cluster(builder: ControlBuilder, cluster: smi_control::kubernetes::Cluster) -> ControlBuilder {
+    builder.kubernetes(cluster)
+}
+
+#[cfg(not(feature = "kubernetes"))]
+fn with_cluster(_: ControlBuilder, never: std::convert::Infallible) -> ControlBuilder {
+    match never {}
 }
 
 async fn shutdown_signal() {

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -40,17 +40,11 @@ type Merging = (Vec<Endpoint>, HashSet<(SocketAddr, SpiffeId)>);
 pub struct EtcdEndpoints {
     mirror: Arc<Mirror>,
     sink: EndpointSink,
-    /// What was set last, per service: only the services that change are set again.
-    published: Mutex<HashMap<ServiceRef, Vec<Endpoint>>>,
 }
 
 impl EtcdEndpoints {
     pub fn new(mirror: Arc<Mirror>, sink: EndpointSink) -> Self {
-        Self {
-            mirror,
-            sink,
-            published: Mutex::default(),
-        }
+        Self { mirror, sink }
     }
 
     /// Every service's endpoints over every replica's key, in key order (the same on every
@@ -100,24 +94,7 @@ impl EtcdEndpoints {
 
     /// Sets the services whose endpoints changed since the last call.
     fn refresh(&self) {
-        let merged = self.merged();
-        let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
-        let mut changes: Vec<(ServiceRef, Vec<Endpoint>)> = merged
-            .iter()
-            .filter(|(service, list)| published.get(*service) != Some(*list))
-            .map(|(service, list)| (service.clone(), list.clone()))
-            .collect();
-        changes.extend(
-            published
-                .keys()
-                .filter(|service| !merged.contains_key(*service))
-                .map(|service| (service.clone(), Vec::new())),
-        );
-        *published = merged;
-        drop(published);
-        if !changes.is_empty() {
-            self.sink.set(changes);
-        }
+        self.sink.replace(self.merged());
     }
 }
 

@@ -74,6 +74,38 @@ impl Slots {
         }
     }
 
+    /// Replaces `slot`'s whole table: the services whose list differs are set, those it no
+    /// longer lists are cleared. Whether anything changed.
+    pub(super) fn replace(
+        &mut self,
+        slot: usize,
+        mut table: HashMap<ServiceRef, Vec<Endpoint>>,
+    ) -> bool {
+        let gone: Vec<ServiceRef> = self.slots[slot]
+            .services
+            .keys()
+            .filter(|s| !table.contains_key(*s))
+            .cloned()
+            .collect();
+        let mut changed = false;
+        for service in gone {
+            self.set(slot, service, Vec::new());
+            changed = true;
+        }
+        table.retain(|_, list| !list.is_empty());
+        for (service, list) in table {
+            let same = self.slots[slot]
+                .services
+                .get(&service)
+                .is_some_and(|held| **held == *list);
+            if !same {
+                self.set(slot, service, list);
+                changed = true;
+            }
+        }
+        changed
+    }
+
     pub(super) fn synced(&mut self, slot: usize) {
         self.slots[slot].synced = true;
     }
@@ -121,6 +153,13 @@ impl EndpointSink {
                 c.endpoints.set(self.slot, service, endpoints);
             }
         })
+    }
+
+    /// Sets this source's whole table (every service it has endpoints for); only the services
+    /// whose list changed are published, in one new version, and none when nothing changed.
+    pub fn replace(&self, table: HashMap<ServiceRef, Vec<Endpoint>>) -> Option<u64> {
+        self.hub
+            .update_if(|c| c.endpoints.replace(self.slot, table))
     }
 
     /// Says that the source has set every endpoint it knows of.

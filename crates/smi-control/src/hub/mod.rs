@@ -128,6 +128,18 @@ impl Hub {
         self.update(|c| c.revoked = revoked.into())
     }
 
+    /// [`update`](Self::update) when `change` says it changed something; `None` otherwise.
+    fn update_if(&self, change: impl FnOnce(&mut Current) -> bool) -> Option<u64> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if !change(&mut current) {
+            return None;
+        }
+        current.version = current.versions.take();
+        let version = current.version;
+        self.tx.send_replace(Arc::new(published(&current)));
+        Some(version)
+    }
+
     fn update(&self, change: impl FnOnce(&mut Current)) -> u64 {
         // Poisoning cannot leave `Current` half-updated: every change is a field assignment or
         // one service's list.

@@ -198,3 +198,37 @@ fn a_hub_on_a_state_store_numbers_above_every_version_of_its_previous_run() {
     let restarted = Hub::with_versions(false, Versions::from_store(store).unwrap());
     assert!(restarted.latest().version > last);
 }
+
+#[test]
+fn a_replaced_table_publishes_only_when_a_list_changed_and_clears_what_it_no_longer_has() {
+    let hub = hub();
+    let sink = hub.endpoint_sink("whole tables");
+    let table = |entries: &[(&str, &[&str])]| {
+        entries
+            .iter()
+            .map(|(name, addrs)| {
+                let list = addrs.iter().map(|a| endpoint(a, "bookstore")).collect();
+                (service(name), list)
+            })
+            .collect::<std::collections::HashMap<_, Vec<_>>>()
+    };
+    let first = sink
+        .replace(table(&[("bookstore-v1", &["10.0.0.1:80"]), ("bookstore-v2", &["10.0.0.2:80"])]))
+        .expect("a new table publishes");
+    assert_eq!(hub.latest().endpoints.len(), 2);
+    // The same table again: nothing new.
+    let same = table(&[("bookstore-v1", &["10.0.0.1:80"]), ("bookstore-v2", &["10.0.0.2:80"])]);
+    assert_eq!(sink.replace(same), None);
+    assert_eq!(hub.latest().version, first);
+    // v2 gone, v1 changed: one version, v2 cleared.
+    let second = sink
+        .replace(table(&[("bookstore-v1", &["10.0.0.3:80"])]))
+        .expect("a changed table publishes");
+    assert!(second > first);
+    let published = hub.latest();
+    assert!(!published.endpoints.contains_key(&service("bookstore-v2")));
+    assert_eq!(
+        published.endpoints[&service("bookstore-v1")][0].address,
+        "10.0.0.3:80".parse::<SocketAddr>().unwrap()
+    );
+}

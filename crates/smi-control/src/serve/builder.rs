@@ -149,6 +149,19 @@ impl ControlBuilder {
             .endpoint_source("etcd", move |sink| EtcdEndpoints::new(mirror, sink))
     }
 
+    /// The cluster's parts (feature `kubernetes`): the SMI resources it serves as the policy
+    /// source, and its EndpointSlices as an endpoint source beside the registry.
+    #[cfg(feature = "kubernetes")]
+    #[must_use]
+    pub fn kubernetes(self, cluster: crate::kubernetes::Cluster) -> Self {
+        let trust_domain = self.config.trust_domain.clone();
+        let client = cluster.client.clone();
+        self.policy_source(cluster.policy)
+            .endpoint_source("kubernetes", move |sink| {
+                crate::kubernetes::KubeEndpoints::new(client, &trust_domain, sink)
+            })
+    }
+
     /// Another authenticator, after the control's own (each claims only what it recognizes).
     #[must_use]
     pub fn authenticator(mut self, authenticator: impl Authenticator) -> Self {

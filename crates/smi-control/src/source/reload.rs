@@ -73,6 +73,15 @@ impl PolicyReloader {
         for failing in &merged.failing {
             log_failing(failing);
         }
+        let failures: Vec<(String, Vec<String>)> = merged
+            .failing
+            .iter()
+            .map(|f| {
+                let errors = f.errors.iter().map(ToString::to_string).collect();
+                (f.origin.clone(), errors)
+            })
+            .collect();
+        self.source.loaded(&failures);
         let mut warnings: Vec<String> = merged.loaded.warnings().map(ToString::to_string).collect();
         let resources = merged.loaded.policy.len();
         let version = self.publish_if_changed(&mut state, merged.loaded.policy, &warnings);

@@ -27,6 +27,14 @@ pub trait PolicySource: Send + Sync + 'static {
 
     /// Starts calling `changed` whenever the documents may have changed.
     fn watch(&self, changed: Changed) -> Result<WatchGuard, SourceError>;
+
+    /// After each load: the origins that failed, each with its errors (none: every origin
+    /// loaded). A source may tell them where they came from (Kubernetes: an Event on the
+    /// object); the default tells no one (the status API and the logs have them anyway). It
+    /// must not block for long: it runs in the reload.
+    fn loaded(&self, failing: &[(String, Vec<String>)]) {
+        let _ = failing;
+    }
 }
 
 /// One origin's policy, before it is loaded.
