@@ -13,6 +13,8 @@
 //! - [`etcd`]: a real etcd cluster of one or three members, which a test can kill and
 //!   start again, member by member or whole; [`Replicas`]: control replicas over it, as
 //!   processes.
+//! - [`kube_api`]: a fake Kubernetes API server (REST, watch, discovery, CRDs, TokenReview,
+//!   SubjectAccessReview) on 127.0.0.1, which kube-rs's own client and watcher work against.
 //! - [`tls`], [`raw`]: hand-made TLS and HTTP clients; [`bookstore`]: the scenario most
 //!   end-to-end tests play.
 //! - [`handles`]: fixed handles (a throwaway CA's credentials, a policy from YAML) for the
@@ -27,6 +29,7 @@ pub mod admin;
 pub mod bookstore;
 mod control;
 pub mod etcd;
+pub mod kube_api;
 mod live;
 mod local;
 mod process;

@@ -1,5 +1,6 @@
 //! The control service under load, over its real gRPC path:
-//! `cargo run --release -p smi-benches --bin control [-- --quick]`.
+//! `cargo run --release -p smi-benches --bin control [-- [--quick] [--only SECTION]]`, where a
+//! section is `certs`, `fanout`, `ingest` or `etcd` (a full run measures them in that order).
 //!
 //! The control service runs in a child process (this binary, re-executed in the `serve` role), so
 //! that its memory can be read from `/proc` and the load generator's work is not counted in it.
@@ -27,23 +28,38 @@
 //!   (`smi_control_telemetry_bytes` on the admin `/metrics`: the maps' allocated buckets, the
 //!   keys' strings, the slot arrays and each slot's packed bytes), divided by the series, with
 //!   the slots per series, from which an hour of history (at most 121 slots) is projected.
+//! - **On etcd** (`etcd`): a 3-member etcd cluster, three replicas sharing one prefix and one
+//!   replica on another, against the control on files, interleaved round by round: the cost of
+//!   one etcd put; fan-out to N subscribers spread over the three replicas, on the one replica,
+//!   on files (a key put or a file rename; write to first and to last receipt); certificates
+//!   per second with 64 in flight on each, and every process's CPU per certificate.
 //!
-//! The modules: `service` (the control service in its child process, and the handle this
-//! process holds: enrollment, its memory, its admin API), then one per phase: `enrollment`
-//! (certificates per second), `fanout` (fan-out and memory per subscriber), `ingest` (report
-//! ingest and memory per series).
+//! The modules: `service` (the control service in its child process, the handle this process
+//! holds: enrollment, its memory, its admin API; and `Target`, what the phases need of any
+//! control), `replicas` (control replicas on etcd, in this process), then one per phase:
+//! `enrollment` (certificates per second), `fanout` (fan-out and memory per subscriber),
+//! `ingest` (report ingest and memory per series), `etcd` (the three variants side by side).
 
+// The CPU times of processes, as the data-plane benchmark reads them.
+#[path = "../dataplane/cpu.rs"]
+mod cpu;
 mod enrollment;
+mod etcd;
 mod fanout;
 mod ingest;
+mod replicas;
 mod service;
 
 use std::time::Duration;
 
 use enrollment::certificates_per_second;
+use etcd::etcd;
 use fanout::fan_out;
 use ingest::ingest;
 use service::{Control, serve_role};
+
+/// The sections, in the order a full run measures them.
+const SECTIONS: [&str; 4] = ["certs", "fanout", "ingest", "etcd"];
 
 const ROLE: &str = "SMI_BENCH_ROLE";
 
@@ -56,35 +72,46 @@ fn main() -> Result<(), Error> {
     if std::env::var_os(ROLE).is_some() {
         return runtime.block_on(serve_role());
     }
-    let quick = std::env::args().any(|a| a == "--quick");
-    runtime.block_on(run(quick))
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--only SECTION` measures one section.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .map(|i| args.get(i + 1).cloned().unwrap_or_default());
+    if let Some(only) = &only
+        && !SECTIONS.contains(&only.as_str())
+    {
+        return Err(format!("--only {only}: no such section ({})", SECTIONS.join(", ")).into());
+    }
+    runtime.block_on(run(quick, only.as_deref()))
 }
 
-async fn run(quick: bool) -> Result<(), Error> {
+async fn run(quick: bool, only: Option<&str>) -> Result<(), Error> {
+    let runs = |section: &str| only.is_none_or(|o| o == section);
     let dir = tempfile::tempdir()?;
     let control = Control::start(dir.path())?;
     let rounds = if quick { 3 } else { 5 };
     let window = Duration::from_secs(if quick { 1 } else { 3 });
     println!("# smi-control under load ({rounds} rounds; median [min-max])");
 
-    let certs = certificates_per_second(&control, rounds, window).await?;
-    let sizes: &[usize] = if quick { &[1_000] } else { &[10_000, 1_000] };
+    let mut summary = String::from("control:");
+    if runs("certs") {
+        let certs = certificates_per_second(&control, rounds, window).await?;
+        summary.push_str(&format!(
+            " certs_per_s={:.0} certs_vs_one_core_signing={:.2}",
+            certs.grpc, certs.ratio
+        ));
+    }
+    let sizes: &[usize] = match (runs("fanout"), quick) {
+        (false, _) => &[],
+        (true, true) => &[1_000],
+        (true, false) => &[10_000, 1_000],
+    };
     let mut fanouts = Vec::new();
     for &n in sizes {
         fanouts.push(fan_out(&control, n, rounds).await?);
     }
-    let ingested = ingest(
-        &control,
-        rounds,
-        Duration::from_secs(if quick { 2 } else { 5 }),
-    )
-    .await?;
-    control.stop();
-
-    let mut summary = format!(
-        "control: certs_per_s={:.0} certs_vs_one_core_signing={:.2}",
-        certs.grpc, certs.ratio
-    );
     for f in &fanouts {
         summary.push_str(&format!(
             " fanout_{n}_ms={:.1} write_to_last_{n}_ms={:.1} last_{n}_minus_last_1_ms={:.1}",
@@ -101,15 +128,59 @@ async fn run(quick: bool) -> Result<(), Error> {
             f.bytes_per_subscriber, f.subscribers
         ));
     }
-    summary.push_str(&format!(
-        " reports_per_s={:.0} reports_vs_one_core_ingest={:.2} first_reports_per_s={:.0} rss_bytes_per_series={} store_bytes_per_series={} store_bytes_per_series_1h={}",
-        ingested.steady,
-        ingested.ratio,
-        ingested.first,
-        ingested.rss_per_series,
-        ingested.store_per_series,
-        ingested.store_per_series_hour,
-    ));
+    if runs("ingest") {
+        let window = Duration::from_secs(if quick { 2 } else { 5 });
+        let ingested = ingest(&control, rounds, window).await?;
+        summary.push_str(&format!(
+            " reports_per_s={:.0} reports_vs_one_core_ingest={:.2} first_reports_per_s={:.0} rss_bytes_per_series={} store_bytes_per_series={} store_bytes_per_series_1h={}",
+            ingested.steady,
+            ingested.ratio,
+            ingested.first,
+            ingested.rss_per_series,
+            ingested.store_per_series,
+            ingested.store_per_series_hour,
+        ));
+    }
+    if runs("etcd") {
+        let subscribers = if quick { 1_000 } else { 10_000 };
+        let run = etcd(&control, subscribers, rounds, window).await?;
+        summary.push_str(&etcd_summary(&run));
+    }
+    control.stop();
     println!("{summary}");
     Ok(())
+}
+
+/// The etcd section's keys: `etcd3` three replicas, `etcd1` one, `files` the control on files.
+fn etcd_summary(run: &etcd::EtcdRun) -> String {
+    let n = run.subscribers;
+    let mut keys = format!(
+        " etcd_put_ms={:.2} etcd_get_ms={:.2} etcd_fsync_ms={:.2}",
+        run.put_ms, run.get_ms, run.fsync_ms
+    );
+    for (i, name) in ["etcd3", "etcd1", "files"].iter().enumerate() {
+        keys.push_str(&format!(
+            " {name}_write_to_first_{n}_ms={:.1} {name}_write_to_last_{n}_ms={:.1} {name}_fanout_{n}_ms={:.1}",
+            run.first_ms[i], run.last_ms[i], run.span_ms[i]
+        ));
+    }
+    keys.push_str(&format!(
+        " write_to_last_{n}_3r_vs_1r={:.2} write_to_last_{n}_etcd_vs_files={:.2} write_to_last_{n}_3r_vs_files={:.2}",
+        run.last_ms[0] / run.last_ms[1],
+        run.last_ms[1] / run.last_ms[2],
+        run.last_ms[0] / run.last_ms[2],
+    ));
+    for (i, name) in ["etcd3", "etcd1", "files"].iter().enumerate() {
+        keys.push_str(&format!(
+            " {name}_certs_per_s={:.0} {name}_cpu_us_per_cert={:.0}",
+            run.certs[i], run.cpu_us_per_cert[i]
+        ));
+    }
+    keys.push_str(&format!(
+        " certs_3r_vs_1r={:.2} certs_etcd_vs_files={:.2} certs_3r_vs_files={:.2}",
+        run.certs[0] / run.certs[1],
+        run.certs[1] / run.certs[2],
+        run.certs[0] / run.certs[2],
+    ));
+    keys
 }

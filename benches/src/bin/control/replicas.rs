@@ -11,6 +11,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use smi_client::control::ControlAddr;
 use smi_control::ca::Authority;
 use smi_control::enroll::JoinTokens;
 use smi_control::etcd::keys::Keys;
-use smi_control::etcd::{Etcd, EtcdConfig, SealKey};
+use smi_control::etcd::{Etcd, EtcdClient, EtcdConfig, EtcdRuntime, SealKey};
 use smi_control::serve::{ControlBuilder, ServeConfig};
 use smi_control::traits::StateStore;
 use smi_core::ServiceAccount;
@@ -38,8 +39,9 @@ pub struct EtcdMesh {
     pub prefix: String,
     addrs: Vec<ControlAddr>,
     replicas: Vec<Replica>,
-    /// The load generator's own connection (an operator's `smictl`).
-    writer: Etcd,
+    /// The load generator's own client (an operator's `smictl`), on a runtime of its own.
+    runtime: Arc<EtcdRuntime>,
+    client: EtcdClient,
     tokens: JoinTokens,
     ca: Authority,
     /// The TrafficSplit's key, and its object as `smictl apply` stored it.
@@ -71,22 +73,19 @@ impl EtcdMesh {
             addrs.push(ControlAddr::parse(&api.to_string())?);
             replicas.push(replica);
         }
-        // After the replicas: the first of them made the CA and the token key.
+        // After the replicas: the first of them made the CA and the token key. Read once, as
+        // `smictl token create --etcd` reads them; the connection (and its watch) then goes.
         let seal = SealKey::from_file(seal_key)?;
-        let writer =
-            tokio::task::spawn_blocking(move || Etcd::connect(config, Some(seal))).await??;
         let (tokens, ca, split_key, split) = {
-            let writer = writer.clone();
+            let config = config.clone();
             tokio::task::spawn_blocking(move || -> Result<_, Error> {
-                let store = writer.store();
+                let etcd = Etcd::connect(config, Some(seal))?;
+                let store = etcd.store();
                 let ca = store.authority(TRUST_DOMAIN)?;
                 let tokens = JoinTokens::new(&store.token_key()?, TRUST_DOMAIN);
-                let key = Keys::new(writer.prefix()).policy(
-                    "TrafficSplit",
-                    "bookstore",
-                    "bookstore-split",
-                );
-                let stored = writer
+                let key =
+                    Keys::new(etcd.prefix()).policy("TrafficSplit", "bookstore", "bookstore-split");
+                let stored = etcd
                     .mirror()
                     .get(&key)
                     .ok_or_else(|| format!("smictl apply stored nothing at {key}"))?;
@@ -95,11 +94,15 @@ impl EtcdMesh {
             })
             .await??
         };
+        // The operator's writes: a client without a mirror, so that it watches nothing.
+        let runtime = Arc::new(EtcdRuntime::new()?);
+        let client = runtime.enter(|| EtcdClient::new(&config))?;
         Ok(Self {
             prefix: prefix.to_owned(),
             addrs,
             replicas,
-            writer,
+            runtime,
+            client,
             tokens,
             ca,
             split_key,
@@ -111,9 +114,9 @@ impl EtcdMesh {
         self.replicas.len()
     }
 
-    /// The load generator's etcd connection (for measuring what a put costs).
-    pub fn writer(&self) -> &Etcd {
-        &self.writer
+    /// The load generator's etcd client and its runtime (for measuring what a put costs).
+    pub fn client(&self) -> (&EtcdRuntime, &EtcdClient) {
+        (&self.runtime, &self.client)
     }
 
     /// Stops every replica (their streams end) and waits for their threads.
@@ -143,12 +146,12 @@ impl Target for EtcdMesh {
     }
 
     /// One put of the TrafficSplit's JSON as `smictl apply` writes it (compact, the object as
-    /// given), run on the writer's etcd runtime; returns when etcd has answered.
+    /// given), run on the load generator's etcd runtime; returns when etcd has answered.
     fn set_split(&self, v1_weight: u64) -> impl Future<Output = Result<(), Error>> + Send {
         let value = split_json(&self.split, v1_weight);
-        let client = self.writer.client().clone();
+        let client = self.client.clone();
         let key = self.split_key.clone();
-        let put = self.writer.runtime().spawn(async move {
+        let put = self.runtime.spawn(async move {
             let value = value?;
             client.put(key.as_bytes(), &value, 0).await?;
             Ok::<_, Error>(())
@@ -243,7 +246,10 @@ fn serve_replica(
             ..Default::default()
         };
         let lease = serve.lease;
-        let running = ControlBuilder::new(serve).etcd(&etcd, lease).start().await?;
+        let running = ControlBuilder::new(serve)
+            .etcd(&etcd, lease)
+            .start()
+            .await?;
         if let Some(ready) = ready.take() {
             let _ = ready.send(Ok(running.api_addr));
         }

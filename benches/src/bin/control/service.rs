@@ -144,6 +144,11 @@ impl Control {
         channel(self, identity, 0).await
     }
 
+    /// The control process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Resident memory of the control process, bytes.
     pub fn rss(&self) -> Result<u64, Error> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;

@@ -216,7 +216,9 @@ mod tests {
     fn starting_anywhere_spreads_the_first_connect_over_the_addresses() {
         let starts: std::collections::BTreeSet<usize> = (0..100)
             .map(|_| {
-                let addr = ControlAddr::parse("a:1,b:1,c:1").unwrap().starting_anywhere();
+                let addr = ControlAddr::parse("a:1,b:1,c:1")
+                    .unwrap()
+                    .starting_anywhere();
                 addr.last_good.get().map(|(i, _)| i).unwrap()
             })
             .collect();

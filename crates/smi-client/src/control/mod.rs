@@ -1,7 +1,9 @@
 //! The workload's side of the control API.
 //!
 //! The private key is generated in this process and never leaves it: the control service only
-//! ever sees a CSR. On first contact the workload trusts exactly the CA its join token pins.
+//! ever sees a CSR. On first contact the workload trusts exactly the CA its join token pins; a
+//! token that pins none (a pod's projected ServiceAccount token) comes with the control's CA
+//! bundle from elsewhere (a mounted ConfigMap: [`enroll_with_ca`]).
 //!
 //! The control may have several addresses ([`ControlAddr`]); every call connects to the first
 //! that answers, starting from the one that answered last (`failover`).
@@ -17,6 +19,8 @@ pub use credentials::{Credentials, PemFiles};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{CertificateParams, KeyPair};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use smi_core::proto::v1::{self, control_client::ControlClient};
 use smi_core::telemetry::Workload;
 use smi_core::token;
@@ -79,6 +83,58 @@ pub async fn enroll_as(
     certify(channel, join_token, names).await
 }
 
+/// Whether `token` has the form of a join token (`smi1.`...), which pins the control's CA;
+/// any other token (a Kubernetes ServiceAccount token) is left for the control to judge, and
+/// needs the CA from elsewhere ([`enroll_with_ca`]).
+pub fn is_join_token(token: &str) -> bool {
+    token
+        .trim()
+        .strip_prefix(token::PREFIX)
+        .is_some_and(|rest| rest.starts_with('.'))
+}
+
+/// First contact with a token that pins no CA (a pod's projected ServiceAccount token):
+/// trusts the CA certificates of `bundle_pem` (PEM, as mounted from a ConfigMap) and, under
+/// them, only the control's own identity in `trust_domain`. Sends no workload names
+/// ([`enroll_with_ca_as`] does).
+pub async fn enroll_with_ca(
+    addr: &ControlAddr,
+    token: &str,
+    bundle_pem: &str,
+    trust_domain: &str,
+) -> Result<Credentials, ClientError> {
+    enroll_with_ca_as(addr, token, bundle_pem, trust_domain, None).await
+}
+
+/// [`enroll_with_ca`], with this workload's names (as [`enroll_as`]).
+pub async fn enroll_with_ca_as(
+    addr: &ControlAddr,
+    token: &str,
+    bundle_pem: &str,
+    trust_domain: &str,
+    names: Option<&Workload>,
+) -> Result<Credentials, ClientError> {
+    let bundle = bundle_der(bundle_pem)?;
+    let tls = smi_tls::Mtls::new(bundle.iter().map(|c| c.as_ref()))
+        .and_then(|mtls| mtls.control_client(None, trust_domain))
+        .map_err(|e| ClientError::Invalid(format!("the control's CA bundle: {e}")))?;
+    let channel = addr.connect(tls).await?;
+    certify(channel, token, names).await
+}
+
+/// The certificates of a PEM bundle; none at all is an error.
+fn bundle_der(pem: &str) -> Result<Vec<CertificateDer<'static>>, ClientError> {
+    let bundle = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ClientError::Invalid(format!("the control's CA bundle (PEM): {e}")))?;
+    if bundle.is_empty() {
+        return Err(ClientError::Invalid(
+            "the control's CA bundle has no PEM certificate".to_owned(),
+        ));
+    }
+    Ok(bundle)
+}
+
 /// Renewal: a new key and certificate for the same identity, authenticated by the current one.
 /// Sends no workload names ([`renew_as`] does).
 pub async fn renew(addr: &ControlAddr, current: &Credentials) -> Result<Credentials, ClientError> {
@@ -95,6 +151,23 @@ pub async fn renew_as(
     certify(channel, "", names).await
 }
 
+/// Renewal by a token that proves the identity afresh (the rotated ServiceAccount token the
+/// workload enrolled with): a Certify with the token, as at enrollment, trusting the current
+/// bundle. The current certificate is not presented: the token decides.
+pub async fn renew_with_token_as(
+    addr: &ControlAddr,
+    current: &Credentials,
+    token: &str,
+    names: Option<&Workload>,
+) -> Result<Credentials, ClientError> {
+    let tls = current
+        .mtls()
+        .and_then(|mtls| mtls.control_client(None, &current.spiffe_id().trust_domain))
+        .map_err(|e| ClientError::Invalid(e.to_string()))?;
+    let channel = addr.connect(tls).await?;
+    certify(channel, token, names).await
+}
+
 /// An mTLS channel to the control service with these credentials (for Watch, Ack, Register).
 pub async fn connect(
     addr: &ControlAddr,
@@ -108,7 +181,7 @@ pub async fn connect(
 
 async fn certify(
     channel: Channel,
-    join_token: &str,
+    token: &str,
     names: Option<&Workload>,
 ) -> Result<Credentials, ClientError> {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
@@ -116,7 +189,7 @@ async fn certify(
     let response = control_client(channel)
         .certify(v1::CertifyRequest {
             csr_der: csr.der().to_vec(),
-            token: join_token.to_owned(),
+            token: token.to_owned(),
             names: names.map(|w| v1::WorkloadNames {
                 workload: w.name.clone(),
                 pod: w.pod.clone(),
@@ -145,4 +218,28 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_tokens_are_told_from_other_tokens_by_their_prefix() {
+        assert!(is_join_token("smi1.eyJzdWIiOiJ4In0.bWFj"));
+        assert!(is_join_token(" smi1.a.b\n"));
+        assert!(!is_join_token(
+            "eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJzbWktbWVzaCJ9.c2ln"
+        ));
+        assert!(!is_join_token("smi10.a.b"));
+        assert!(!is_join_token(""));
+    }
+
+    #[test]
+    fn a_ca_bundle_must_hold_a_pem_certificate() {
+        let pem = smi_core::pem::certificates(&[[1u8, 2, 3]]);
+        assert_eq!(bundle_der(&pem).map(|b| b.len()).ok(), Some(1));
+        let none = bundle_der("not PEM at all").unwrap_err();
+        assert!(none.to_string().contains("no PEM certificate"), "{none}");
+    }
 }

@@ -1,6 +1,7 @@
 //! [`MeshConfig`]: how a workload reaches the control, what it subscribes to, its names for
 //! telemetry and how it reports; from code or from `SMI_*` environment variables.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use smi_core::telemetry::WorkloadError;
@@ -19,7 +20,22 @@ pub struct MeshConfig {
     /// The control service's addresses (`SMI_CONTROL_ADDR`): every connection goes to the first
     /// that answers, starting from the one that answered last.
     pub control: ControlAddr,
+    /// The token enrolled with: a join token (`smi1.`...), or a pod's projected
+    /// ServiceAccount token (audience `smi-mesh`), which needs [`MeshConfig::ca_bundle`].
     pub token: String,
+    /// The file the token was read from (`SMI_TOKEN_FILE`). A token that is not a join token
+    /// is read from it again at every renewal and renews by itself (the kubelet rotates it,
+    /// and the control checks the pod afresh); if it cannot be read, the renewal is by
+    /// certificate. Join tokens renew by certificate whatever this says. Default none.
+    pub token_file: Option<PathBuf>,
+    /// The control's CA bundle, PEM (read from `SMI_CA_FILE`, e.g. a mounted ConfigMap): what
+    /// first contact trusts when the token pins no CA. Unused with a join token, which pins
+    /// its own. Default none.
+    pub ca_bundle: Option<String>,
+    /// The control's trust domain (`SMI_TRUST_DOMAIN`), whose control identity first contact
+    /// accepts when the token does not name one (a join token does). Default `cluster.local`
+    /// (`smi_core::DEFAULT_TRUST_DOMAIN`).
+    pub trust_domain: String,
     /// Services this workload calls (`ns/name`), or `*` for all: their splits and endpoints are
     /// sent to it.
     pub calls: Vec<String>,
@@ -56,6 +72,9 @@ impl MeshConfig {
         Self {
             control,
             token: token.into(),
+            token_file: None,
+            ca_bundle: None,
+            trust_domain: smi_core::DEFAULT_TRUST_DOMAIN.to_owned(),
             calls: vec!["*".to_owned()],
             workload: std::process::id().to_string(),
             ready_timeout: Duration::from_secs(10),
@@ -69,7 +88,9 @@ impl MeshConfig {
         }
     }
 
-    /// From `SMI_CONTROL_ADDR` and `SMI_TOKEN` (or `SMI_TOKEN_FILE`). `SMI_CONTROL_ADDR` is
+    /// From `SMI_CONTROL_ADDR` and `SMI_TOKEN` (or `SMI_TOKEN_FILE`, kept as
+    /// [`MeshConfig::token_file`]; with a ServiceAccount token also `SMI_CA_FILE`, and
+    /// `SMI_TRUST_DOMAIN` if it is not `cluster.local`). `SMI_CONTROL_ADDR` is
     /// `host:port`, or several separated by commas (`SMI_CONTROL_ADDR=a:7443,b:7443,c:7443`, at
     /// most [`MAX_CONTROL_ADDRS`](crate::control::MAX_CONTROL_ADDRS); a host name stands for every address it resolves to): the
     /// workload fails over between them ([`ControlAddr`]), and starts at one chosen at random so
@@ -81,15 +102,20 @@ impl MeshConfig {
     pub fn from_env() -> Result<Self, MeshError> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let addr = var("SMI_CONTROL_ADDR").ok_or(MeshError::Env("SMI_CONTROL_ADDR is not set"))?;
-        let token = match (var("SMI_TOKEN"), var("SMI_TOKEN_FILE")) {
-            (Some(token), _) => token,
-            (None, Some(path)) => std::fs::read_to_string(&path)
-                .map_err(|e| MeshError::TokenFile(path, e))?
-                .trim()
-                .to_owned(),
+        let (token, token_file) = match (var("SMI_TOKEN"), var("SMI_TOKEN_FILE")) {
+            (Some(token), _) => (token, None),
+            (None, Some(path)) => (read_token(&path)?, Some(PathBuf::from(path))),
             (None, None) => return Err(MeshError::Env("set SMI_TOKEN or SMI_TOKEN_FILE")),
         };
         let mut config = Self::new(ControlAddr::parse(&addr)?.starting_anywhere(), token);
+        config.token_file = token_file;
+        if let Some(path) = var("SMI_CA_FILE") {
+            let pem = std::fs::read_to_string(&path).map_err(|e| MeshError::CaFile(path, e))?;
+            config.ca_bundle = Some(pem);
+        }
+        if let Some(trust_domain) = var("SMI_TRUST_DOMAIN") {
+            config.trust_domain = trust_domain.trim().to_owned();
+        }
         if let Some(calls) = var("SMI_CALLS") {
             config.calls = calls.split(',').map(|s| s.trim().to_owned()).collect();
         }
@@ -114,6 +140,26 @@ impl MeshConfig {
         }
         config.trace = TraceHandle::from_env();
         Ok(config)
+    }
+
+    /// Where the token is read from again at each renewal (see [`MeshConfig::token_file`]).
+    #[must_use]
+    pub fn token_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.token_file = Some(path.into());
+        self
+    }
+
+    /// The control's CA bundle (PEM), for a token that pins none.
+    #[must_use]
+    pub fn ca_bundle(mut self, pem: impl Into<String>) -> Self {
+        self.ca_bundle = Some(pem.into());
+        self
+    }
+
+    #[must_use]
+    pub fn trust_domain(mut self, trust_domain: impl Into<String>) -> Self {
+        self.trust_domain = trust_domain.into();
+        self
     }
 
     pub fn calls<I: IntoIterator<Item = S>, S: Into<String>>(mut self, services: I) -> Self {
@@ -169,12 +215,25 @@ impl MeshConfig {
     }
 }
 
+/// The token in `path`, trimmed.
+fn read_token(path: &str) -> Result<String, MeshError> {
+    std::fs::read_to_string(path)
+        .map(|t| t.trim().to_owned())
+        .map_err(|e| MeshError::TokenFile(path.to_owned(), e))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum MeshError {
     #[error("{0}")]
     Env(&'static str),
-    #[error("reading the join token from {0}: {1}")]
+    #[error("reading the token from {0}: {1}")]
     TokenFile(String, std::io::Error),
+    #[error("reading the control's CA bundle from {0} (SMI_CA_FILE): {1}")]
+    CaFile(String, std::io::Error),
+    #[error(
+        "the token is not a join token (smi1.<claims>.<mac>), so it pins no CA: set SMI_CA_FILE (or MeshConfig::ca_bundle) to the control's CA bundle (PEM)"
+    )]
+    NoCaBundle,
     #[error(transparent)]
     Control(#[from] ClientError),
     #[error(transparent)]

@@ -1,7 +1,8 @@
 //! [`Mesh`]: one per process, shared by the outbound client and the inbound server.
 //!
 //! It enrolls with the control service (the key is made here), renews the certificate at about
-//! 70% of its lifetime, and keeps a Watch stream open for policy, endpoints and the trust bundle.
+//! 70% of its lifetime (with the rotated ServiceAccount token when it enrolled with one from a
+//! file: `proof`), and keeps a Watch stream open for policy, endpoints and the trust bundle.
 //! Everything a request needs is behind `ArcSwap`: per-request reads take no lock. When the
 //! control is unreachable the workload keeps its last policy and certificate and reconnects with
 //! jittered backoff. Every `report_interval` it reports its traffic statistics to the control
@@ -15,6 +16,7 @@ mod assemble;
 mod backoff;
 mod config;
 mod names;
+mod proof;
 mod register;
 mod renew;
 mod report;
@@ -38,7 +40,7 @@ use smi_tls::TlsError;
 use tokio::sync::watch as signal;
 use tokio::task::JoinHandle;
 
-use crate::control::{Credentials, enroll_as};
+use crate::control::Credentials;
 use crate::handles::{Handles, PolicyHandle, StatusHandle, TlsHandle};
 use crate::metrics::{LocalNames, Metrics, MetricsOptions};
 
@@ -130,7 +132,7 @@ impl Mesh {
     pub async fn start(config: MeshConfig) -> Result<Mesh, MeshError> {
         let (pod, name) = names::resolve(&config)?;
         let mut workload = Workload::new(config.namespace.clone().unwrap_or_default(), name, pod);
-        let credentials = enroll_as(&config.control, &config.token, Some(&workload)).await?;
+        let credentials = proof::enroll(&config, &workload).await?;
         let identity = credentials.spiffe_id().clone();
         let granted = identity.namespace();
         if let Some(configured) = config.namespace.as_ref().filter(|ns| *ns != granted) {

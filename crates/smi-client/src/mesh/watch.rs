@@ -3,11 +3,13 @@
 //! chunks is applied when its last chunk is in. Failures are counted in the workload's status
 //! (`watch_failures`, `last_watch_error`) until an update arrives again.
 //!
-//! A view is applied only if its version is above the one held. Versions only go up (a
-//! restarted control numbers above its previous run), so a lower one comes from a control
-//! replica that is behind the one this workload heard from last (it failed over), and an equal
-//! one is the state already held (sent again on every reconnect). The stream stays open: that
-//! replica's next, newer view is applied.
+//! A view is applied only if it is newer than the state held
+//! ([`is_newer_view`](smi_core::proto::is_newer_view)): replicas sharing a store number a state
+//! by the store's revision, so a view of an older revision comes from a replica that is behind
+//! the one this workload heard from last (it failed over) and is not applied; another version
+//! of the same revision is (replicas may count their own publishes differently, and the newest
+//! received wins); an equal version is the state already held (sent again on every reconnect).
+//! The stream stays open: once that replica catches up, its view is newer and applied.
 
 use std::sync::Arc;
 
@@ -64,10 +66,10 @@ async fn session(inner: &Inner, backoff: &mut Backoff) -> Result<(), ClientError
 fn receive(inner: &Inner, update: &v1::PolicyUpdate) -> v1::AckRequest {
     let version = update.version;
     let held = inner.policy.load().version;
-    let applied = if version > held {
+    let applied = if smi_core::proto::is_newer_view(version, held) {
         apply(inner, update)
     } else {
-        if version < held {
+        if version != held {
             tracing::info!(
                 version,
                 held,

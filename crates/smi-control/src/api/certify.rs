@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::ControlApi;
 use crate::ca::CaError;
+use crate::enroll::Refusal;
 use crate::revocation::IssueError;
 use crate::status::Counters;
 use crate::traits::Credential;
@@ -32,7 +33,7 @@ pub(super) async fn certify(
         .authenticators
         .authenticate(&credential)
         .await
-        .map_err(|r| refuse(Status::unauthenticated(r.to_string())))?;
+        .map_err(|r| refuse(status_of_refusal(&r)))?;
     // Revoked identities and tokens get nothing; a token's use counts only once a
     // certificate is issued.
     api.revocations
@@ -51,29 +52,48 @@ pub(super) async fn certify(
         }
         _ => grant.workload.clone(),
     };
-    let ca = api.ca.load();
+    let ca = api.ca.load_full();
     // No certificate outlives its chain's maximum lifetime.
     let chain_left = (grant.first_enrolled + api.max_chain_lifetime)
         .duration_since(SystemTime::now())
         .unwrap_or_default()
         .max(Duration::from_secs(1));
     let ttl = api.certificate_ttl.min(chain_left);
-    let issued = api
-        .revocations
-        .issue(&grant, || {
-            ca.issue_workload_named(
-                &req.csr_der,
-                &grant.identity,
-                &grant.serves,
-                ttl,
-                grant.first_enrolled,
-                names.as_ref(),
-            )
+    // Off the runtime's threads: spending a join token reads and writes the state store (a
+    // file sync, or etcd round trips that may take seconds while a member is away), which
+    // must not stall the Watch and Register streams served beside it.
+    let issued = {
+        let (revocations, ca) = (api.revocations.clone(), ca.clone());
+        let (grant, names) = (grant.clone(), names.clone());
+        tokio::task::spawn_blocking(move || {
+            revocations.issue(&grant, || {
+                ca.issue_workload_named(
+                    &req.csr_der,
+                    &grant.identity,
+                    &grant.serves,
+                    ttl,
+                    grant.first_enrolled,
+                    names.as_ref(),
+                )
+            })
         })
-        .map_err(|e| refuse(status_of(e)))?;
+        .await
+        .map_err(|e| refuse(Status::internal(format!("issuing: {e}"))))?
+        .map_err(|e| refuse(status_of(e)))?
+    };
     Counters::inc(&api.status.counters.certificates_issued);
     tracing::debug!(identity = %issued.spiffe_id, via = %grant.via, workload = ?names, "certificate issued");
     Ok(Response::new(wire::certified(&issued, ca.bundle())))
+}
+
+/// A credential refused is `UNAUTHENTICATED`; one that could not be judged (the Kubernetes API
+/// is down) is `UNAVAILABLE`, so that the workload retries.
+fn status_of_refusal(r: &Refusal) -> Status {
+    if r.is_unavailable() {
+        Status::unavailable(r.to_string())
+    } else {
+        Status::unauthenticated(r.to_string())
+    }
 }
 
 fn status_of(e: IssueError) -> Status {

@@ -238,7 +238,10 @@ async fn kubernetes(args: &KubernetesArgs) -> Result<Option<std::convert::Infall
 }
 
 #[cfg(feature = "kubernetes")]
-fn with_cluster(builder: ControlBuilder, cluster: smi_control::kubernetes::Cluster) -> ControlBuilder {
+fn with_cluster(
+    builder: ControlBuilder,
+    cluster: smi_control::kubernetes::Cluster,
+) -> ControlBuilder {
     builder.kubernetes(cluster)
 }
 

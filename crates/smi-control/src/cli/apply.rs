@@ -78,6 +78,13 @@ pub fn run(args: &ApplyArgs, out: Out<'_>) -> ExitCode {
         Ok(etcd) => etcd,
         Err(e) => return usage(&e),
     };
+    // The revision first: what is read below is at least as new, so a change made since
+    // fails the transaction instead of slipping past the validation.
+    let policy_prefix = etcd.mirror().keys().policy_prefix();
+    let read = txn::ReadAt {
+        prefix: &policy_prefix,
+        revision: etcd.mirror().revision(),
+    };
     let stored = combined::stored(&etcd);
     let planned = plan::plan(objects, &stored, etcd.mirror().keys());
     let before = combined::values(&stored);
@@ -91,7 +98,7 @@ pub fn run(args: &ApplyArgs, out: Out<'_>) -> ExitCode {
     if let Err(code) = refuse_unless_it_loads(&before, &after, "nothing written") {
         return code;
     }
-    let request = match txn::request(&writes) {
+    let request = match txn::request(&writes, read) {
         Ok(request) => request,
         Err(e) => return usage(&format!("{e}; nothing written")),
     };

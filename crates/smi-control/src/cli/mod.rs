@@ -12,6 +12,7 @@ mod apply;
 mod args;
 mod ca;
 mod check;
+mod crds;
 pub mod duration;
 mod escape;
 mod etcd_args;
@@ -74,6 +75,8 @@ pub enum Command {
     /// What the control keeps in etcd.
     #[command(subcommand)]
     Etcd(EtcdCommand),
+    /// Print the SMI CustomResourceDefinitions (every version) for `kubectl apply -f -`.
+    Crds(crds::CrdsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,5 +114,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Get(args) => apply::get(&args, out),
         Command::Delete(args) => apply::delete(&args, out),
         Command::Etcd(EtcdCommand::SealKey(args)) => apply::seal_key(&args, out),
+        Command::Crds(args) => crds::run(&args, out),
     }
 }

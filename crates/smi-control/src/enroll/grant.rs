@@ -68,6 +68,52 @@ pub enum Refusal {
         "join token {jti} was already used {used} time(s), all it allows: create a new one with `smictl token create`"
     )]
     TokenUsedUp { jti: String, used: u32 },
+    // ServiceAccount tokens (`kubernetes::token_review`).
+    #[error(
+        "the Kubernetes API server did not authenticate the ServiceAccount token ({error}): mount the pod's projected token (audience smi-mesh) and send it as it is now (the kubelet rotates it)"
+    )]
+    TokenNotAuthenticated { error: String },
+    #[error(
+        "the token is for audiences [{}]; mount a projected token with audience {wanted}", .audiences.join(", ")
+    )]
+    TokenAudience {
+        audiences: Vec<String>,
+        wanted: String,
+    },
+    #[error(
+        "the token authenticates {username:?}, which is not a ServiceAccount (system:serviceaccount:<namespace>:<name>): send the pod's projected ServiceAccount token"
+    )]
+    NotServiceAccount { username: String },
+    #[error(
+        "the token of ServiceAccount {account} is bound to no pod: a pod-bound projected token is required (a serviceAccountToken projected volume, not a Secret-based or TokenRequest token)"
+    )]
+    NotPodBound { account: String },
+    #[error(
+        "pod {pod}, which the token is bound to, no longer exists ({why}): a deleted pod gets no certificate"
+    )]
+    PodGone { pod: String, why: String },
+    #[error(
+        "pod {pod} runs as ServiceAccount {runs_as}, but the token is for {token_for}: send the pod's own projected token"
+    )]
+    AccountMismatch {
+        pod: String,
+        runs_as: String,
+        token_for: String,
+    },
+    /// The Kubernetes API did not answer (a transport error, a 5xx, no answer in time): the
+    /// workload should retry; the Certify API says `UNAVAILABLE`.
+    #[error(
+        "the Kubernetes API cannot be asked now ({what}: {error}); the credential was not judged: retry"
+    )]
+    KubernetesUnavailable { what: String, error: String },
+}
+
+impl Refusal {
+    /// Whether the credential was not judged at all because something the control needs is
+    /// down: the caller should retry, not give up.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Refusal::KubernetesUnavailable { .. })
+    }
 }
 
 fn reason_suffix(reason: &Option<String>) -> String {

@@ -76,6 +76,11 @@ pub struct EtcdClient {
 /// Between rounds over every member: etcd elects a leader in about a second.
 const FIRST_ROUND_DELAY: Duration = Duration::from_millis(50);
 const MAX_ROUND_DELAY: Duration = Duration::from_millis(500);
+/// The least time one attempt on one member gets.
+const MIN_ATTEMPT: Duration = Duration::from_secs(1);
+/// The largest answer decoded: a page of keys, or a watch answer carrying many revisions'
+/// changes at once (etcd takes values up to 1.5 MiB).
+const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
 impl EtcdClient {
     /// Channels to every member, connected when first used. Must run in the etcd runtime's
@@ -130,37 +135,42 @@ impl EtcdClient {
         Fut: Future<Output = Result<T, Status>>,
     {
         let deadline = Instant::now() + self.request_timeout;
+        // One member that hangs (cut off from the others, its reads wait for a quorum) must not
+        // take the whole time: each attempt gets a share of it.
+        let attempt = (self.request_timeout / u32::try_from(self.members.len()).unwrap_or(1))
+            .max(MIN_ATTEMPT);
         let mut delay = FIRST_ROUND_DELAY;
         let mut tried = Vec::new();
         loop {
             for _ in 0..self.members.len() {
                 let index = self.current.load(Ordering::Relaxed) % self.members.len();
                 let member = &self.members[index];
-                match tokio::time::timeout_at(deadline, call(member.channel.clone())).await {
-                    Ok(Ok(answer)) => return Ok(answer),
-                    Ok(Err(status)) if !retryable(&status) => {
-                        return Err(EtcdError::Refused {
-                            what,
-                            code: status.code(),
-                            message: status.message().to_owned(),
-                        });
-                    }
-                    Ok(Err(status)) => {
-                        remember(&mut tried, &member.url, status.message());
-                        let _ = self.current.compare_exchange(
-                            index,
-                            index + 1,
-                            Ordering::Relaxed,
-                            Ordering::Relaxed,
-                        );
-                    }
-                    Err(_) => {
-                        remember(&mut tried, &member.url, "timed out");
-                        return Err(EtcdError::Unavailable {
-                            what,
-                            tried: tried.join("; "),
-                        });
-                    }
+                let until = deadline.min(Instant::now() + attempt);
+                let failure =
+                    match tokio::time::timeout_at(until, call(member.channel.clone())).await {
+                        Ok(Ok(answer)) => return Ok(answer),
+                        Ok(Err(status)) if !retryable(&status) => {
+                            return Err(EtcdError::Refused {
+                                what,
+                                code: status.code(),
+                                message: status.message().to_owned(),
+                            });
+                        }
+                        Ok(Err(status)) => status.message().to_owned(),
+                        Err(_) => "timed out".to_owned(),
+                    };
+                remember(&mut tried, &member.url, &failure);
+                let _ = self.current.compare_exchange(
+                    index,
+                    index + 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                if Instant::now() >= deadline {
+                    return Err(EtcdError::Unavailable {
+                        what,
+                        tried: tried.join("; "),
+                    });
                 }
             }
             let now = Instant::now();
@@ -187,16 +197,15 @@ impl EtcdClient {
         F: Fn(KvClient<Channel>, Req) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Res>, Status>>,
     {
-        self.call(what, |channel| {
-            method(KvClient::new(channel), request.clone())
-        })
-        .await
-        .map(tonic::Response::into_inner)
+        self.call(what, |channel| method(kv_client(channel), request.clone()))
+            .await
+            .map(tonic::Response::into_inner)
     }
 
     /// Every key under `prefix` at one revision, in pages, with that revision.
     pub async fn list(&self, prefix: &[u8]) -> Result<(Vec<pb::KeyValue>, i64), EtcdError> {
-        const PAGE: i64 = 1_000;
+        // Pages of at most 100 values of at most 1.5 MiB each stay under MAX_ANSWER_BYTES.
+        const PAGE: i64 = 100;
         let end = prefix_end(prefix);
         let mut from = prefix.to_vec();
         let mut revision = 0;
@@ -210,11 +219,9 @@ impl EtcdClient {
                 ..Default::default()
             };
             let page = self
-                .kv(
-                    "list",
-                    request,
-                    |mut kv, r| async move { kv.range(r).await },
-                )
+                .kv("list", request, |mut kv, r| async move {
+                    kv.range(leader_required(r)).await
+                })
                 .await?;
             if revision == 0 {
                 revision = header_revision(page.header.as_ref());
@@ -238,10 +245,28 @@ impl EtcdClient {
             ..Default::default()
         };
         let answer = self
-            .kv("get", request, |mut kv, r| async move { kv.range(r).await })
+            .kv("get", request, |mut kv, r| async move {
+                kv.range(leader_required(r)).await
+            })
             .await?;
         let revision = header_revision(answer.header.as_ref());
         Ok((answer.kvs.into_iter().next(), revision))
+    }
+
+    /// How many keys start with `prefix`.
+    pub async fn count(&self, prefix: &[u8]) -> Result<i64, EtcdError> {
+        let request = pb::RangeRequest {
+            key: prefix.to_vec(),
+            range_end: prefix_end(prefix),
+            count_only: true,
+            ..Default::default()
+        };
+        let answer = self
+            .kv("count", request, |mut kv, r| async move {
+                kv.range(leader_required(r)).await
+            })
+            .await?;
+        Ok(answer.count)
     }
 
     /// Writes `value` at `key` (under `lease`, 0 for none); the revision it made.
@@ -253,7 +278,9 @@ impl EtcdClient {
             prev_kv: false,
         };
         let answer = self
-            .kv("put", request, |mut kv, r| async move { kv.put(r).await })
+            .kv("put", request, |mut kv, r| async move {
+                kv.put(leader_required(r)).await
+            })
             .await?;
         Ok(header_revision(answer.header.as_ref()))
     }
@@ -265,7 +292,7 @@ impl EtcdClient {
         };
         let answer = self
             .kv("delete", request, |mut kv, r| async move {
-                kv.delete_range(r).await
+                kv.delete_range(leader_required(r)).await
             })
             .await?;
         Ok(header_revision(answer.header.as_ref()))
@@ -275,7 +302,7 @@ impl EtcdClient {
     /// failure branch: callers compare on what they read, so that reads as a conflict.
     pub async fn txn(&self, request: pb::TxnRequest) -> Result<pb::TxnResponse, EtcdError> {
         self.kv("transaction", request, |mut kv, r| async move {
-            kv.txn(r).await
+            kv.txn(leader_required(r)).await
         })
         .await
     }
@@ -321,16 +348,6 @@ impl EtcdClient {
         .await
     }
 
-    pub async fn revoke(&self, lease: i64) -> Result<(), EtcdError> {
-        self.call("lease revoke", |channel| async move {
-            LeaseClient::new(channel)
-                .lease_revoke(pb::LeaseRevokeRequest { id: lease })
-                .await
-                .map(|_| ())
-        })
-        .await
-    }
-
     /// A watch of every key under `prefix` from `start_revision`, with progress notifications
     /// (so that a quiet watch still says how far it has seen). The stream is open, and its
     /// `created` answer read, when this returns.
@@ -352,7 +369,8 @@ impl EtcdClient {
                 let (requests, rx) = mpsc::channel(1);
                 let _ = requests.send(create).await;
                 let mut responses = WatchClient::new(channel)
-                    .watch(ReceiverStream::new(rx))
+                    .max_decoding_message_size(MAX_ANSWER_BYTES)
+                    .watch(leader_required(ReceiverStream::new(rx)))
                     .await?
                     .into_inner();
                 match responses.message().await? {
@@ -386,6 +404,22 @@ impl Watch {
         }
         self.responses.message().await
     }
+}
+
+fn kv_client(channel: Channel) -> KvClient<Channel> {
+    KvClient::new(channel).max_decoding_message_size(MAX_ANSWER_BYTES)
+}
+
+/// `message`, marked so that a member without a leader refuses it (`hasleader`, as etcd's own
+/// clients send) instead of serving what it has: a member cut off from the others would
+/// otherwise keep a watch open and quiet, and the control would think itself current.
+fn leader_required<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "hasleader",
+        tonic::metadata::MetadataValue::from_static("true"),
+    );
+    request
 }
 
 /// What another member, or a moment, can fix: the member is unreachable, has no leader, or

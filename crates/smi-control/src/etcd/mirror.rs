@@ -31,7 +31,8 @@ pub enum Class {
     State,
     Policy,
     Endpoints,
-    /// The token-use ledger: the store's own writes, no reason to reload anything.
+    /// The token-use ledger: read from etcd itself when needed, not kept in the mirror (it
+    /// changes with every enrollment and is no reason to reload anything).
     Ledger,
 }
 
@@ -55,6 +56,10 @@ pub struct Mirror {
     client: EtcdClient,
     map: ArcSwap<Map>,
     revision: AtomicI64,
+    /// The revision whose changes the listeners have been told of (set as they are called):
+    /// what versions are numbered from, so that a publish made before a change is dispatched
+    /// does not take the number the change will have on every replica.
+    dispatched: AtomicI64,
     listeners: Mutex<Vec<Listener>>,
     next_listener: AtomicU64,
     health: Mutex<StoreHealth>,
@@ -91,11 +96,15 @@ impl Mirror {
             client,
             map: ArcSwap::default(),
             revision: AtomicI64::new(0),
+            dispatched: AtomicI64::new(0),
             listeners: Mutex::default(),
             next_listener: AtomicU64::new(1),
             health: Mutex::default(),
         });
         mirror.replace(listed);
+        mirror
+            .dispatched
+            .store(mirror.revision(), Ordering::Release);
         mirror.set_health(true, None);
         runtime.spawn(mirror.clone().follow());
         Ok(mirror)
@@ -112,6 +121,11 @@ impl Mirror {
     /// The etcd revision the mirror reflects.
     pub fn revision(&self) -> i64 {
         self.revision.load(Ordering::Acquire)
+    }
+
+    /// The revision of the changes the listeners have been told of (see the field).
+    pub fn dispatched_revision(&self) -> i64 {
+        self.dispatched.load(Ordering::Acquire)
     }
 
     pub fn get(&self, key: &str) -> Option<Entry> {
@@ -241,7 +255,7 @@ impl Mirror {
             let Ok(key) = std::str::from_utf8(&kv.key) else {
                 continue;
             };
-            let Some(class) = self.keys.class(key) else {
+            let Some(class) = self.keys.class(key).filter(|c| *c != Class::Ledger) else {
                 continue;
             };
             changed.insert(class);
@@ -269,7 +283,7 @@ impl Mirror {
             let Ok(key) = String::from_utf8(kv.key) else {
                 continue;
             };
-            if self.keys.class(&key).is_none() {
+            if self.keys.class(&key).is_none_or(|c| c == Class::Ledger) {
                 continue;
             }
             map.insert(
@@ -298,8 +312,10 @@ impl Mirror {
     }
 
     /// Calls the listeners of `changed`, in the order of [`Class`], on a blocking thread (they
-    /// reload, which may block), one after the other.
+    /// reload, which may block), one after the other; a listener that panics does not keep the
+    /// others from being called.
     async fn dispatch(&self, changed: BTreeSet<Class>) {
+        self.dispatched.fetch_max(self.revision(), Ordering::AcqRel);
         let callbacks: Vec<Changed> = {
             let listeners = self.lock_listeners();
             changed
@@ -317,7 +333,11 @@ impl Mirror {
         }
         let _ = tokio::task::spawn_blocking(move || {
             for callback in callbacks {
-                callback();
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback())).is_err() {
+                    tracing::error!(
+                        "a listener of etcd changes panicked; the others are still told"
+                    );
+                }
             }
         })
         .await;

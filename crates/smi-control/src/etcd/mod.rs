@@ -25,6 +25,7 @@ mod registrations;
 mod runtime;
 mod sealed;
 mod store;
+pub mod txn;
 
 pub use client::{EtcdClient, EtcdError, EtcdTls, pb};
 pub use endpoints::EtcdEndpoints;

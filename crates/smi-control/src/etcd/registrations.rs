@@ -4,8 +4,8 @@
 //! its keys, and the workloads, whose Register streams broke, register again through another
 //! replica.
 //!
-//! Writes go through one task, so they are made in the order the registry made them, and a burst
-//! is coalesced (the newest list of a service is what is written). When etcd fails, the task
+//! Writes go through one task, and a burst is coalesced: what is written for a service is the
+//! newest list the registry set. When etcd fails, the task
 //! keeps the lists and writes them again once it can; when the lease was lost (etcd was away for
 //! longer than its time to live), it takes a new one and writes every list again.
 
@@ -15,10 +15,10 @@ use std::time::Duration;
 use smi_core::ServiceRef;
 use tokio::sync::mpsc;
 
-use super::Etcd;
 use super::client::EtcdClient;
 use super::endpoints::StoredEndpoint;
 use super::keys::Keys;
+use super::{Etcd, EtcdError};
 use crate::hub::Endpoint;
 use crate::registry::RegistrySink;
 
@@ -91,11 +91,10 @@ impl Writer {
             }
             self.write().await;
         }
-        // The registry is gone (the control stops): its endpoints go now rather than when the
-        // lease runs out.
-        if let Some(lease) = self.lease {
-            let _ = self.client.revoke(lease).await;
-        }
+        // The registry is gone (the control stops). The lease is left to run out rather than
+        // revoked: by then the workloads have registered through another replica, and their
+        // endpoints never vanish from views in between (two replicas holding one endpoint
+        // count it once).
     }
 
     fn take(&mut self, changes: Changes) {
@@ -141,7 +140,8 @@ impl Writer {
                 }
             },
         };
-        while let Some(service) = self.dirty.first().cloned() {
+        let mut pending = std::mem::take(&mut self.dirty).into_iter();
+        while let Some(service) = pending.next() {
             let key = self.keys.endpoints(&self.replica, &service);
             let list = self.desired.get(&service).cloned().unwrap_or_default();
             let written = if list.is_empty() {
@@ -149,23 +149,43 @@ impl Writer {
             } else {
                 let stored: Vec<StoredEndpoint> =
                     list.iter().map(StoredEndpoint::from_endpoint).collect();
-                let value = serde_json::to_vec(&stored).unwrap_or_default();
-                self.client.put(key.as_bytes(), &value, lease).await
-            };
-            match written {
-                Ok(_) => {
-                    self.dirty.remove(&service);
-                    if list.is_empty() {
-                        self.desired.remove(&service);
+                match serde_json::to_vec(&stored) {
+                    Ok(value) => self.client.put(key.as_bytes(), &value, lease).await,
+                    Err(e) => {
+                        tracing::error!(key, error = %e, "cannot encode registrations; not written");
+                        continue;
                     }
                 }
+            };
+            match written {
+                Ok(_) if list.is_empty() => {
+                    self.desired.remove(&service);
+                }
+                Ok(_) => {}
+                // etcd no longer has the lease (it ran out while etcd was away): a new one, and
+                // every list written again under it.
+                Err(EtcdError::Refused {
+                    code: tonic::Code::NotFound,
+                    ..
+                }) => {
+                    tracing::warn!(
+                        replica = self.replica,
+                        "the registrations' lease is gone; writing them again under a new one"
+                    );
+                    self.lease = None;
+                    self.dirty.extend(self.desired.keys().cloned());
+                    return;
+                }
+                // etcd refused this one (too large, not permitted): said, and left; the others
+                // are written.
+                Err(e @ EtcdError::Refused { .. }) => {
+                    tracing::error!(replica = self.replica, key, error = %e, "etcd refused registrations; they are not shared with the other replicas");
+                }
+                // Unreachable: this one and the rest are kept, and tried again.
                 Err(e) => {
                     tracing::warn!(replica = self.replica, key, error = %e, "cannot write registrations; trying again");
-                    // A put under a lease etcd no longer has fails: take a new one next time.
-                    if matches!(e, super::EtcdError::Refused { .. }) {
-                        self.lease = None;
-                        self.dirty.extend(self.desired.keys().cloned());
-                    }
+                    self.dirty.insert(service);
+                    self.dirty.extend(pending);
                     return;
                 }
             }

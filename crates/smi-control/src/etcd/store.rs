@@ -10,10 +10,9 @@
 //!   the version it changed.
 //! - Versions are the mirror's revision ([`StateStore::shared_version`]).
 
-use std::collections::HashMap;
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
@@ -22,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::client::pb;
 use super::mirror::Class;
+use super::txn::{self, absent, get_op, mod_revision_is, put_op};
 use super::{Etcd, EtcdError};
 use crate::ca::{Authority, CaFile, TOKEN_KEY_LEN, decode_token_key};
 use crate::enroll::TokenUse;
@@ -31,17 +31,15 @@ use crate::traits::{
     Changed, Revision, SourceError, StateStore, StoreError, StoreHealth, TokenUses, WatchGuard,
 };
 
-/// How far apart the versions of two etcd revisions are: a control may publish this many
-/// states between two revisions (a root retiring) without reaching the next one's.
-const VERSIONS_PER_REVISION: u32 = 16;
+use smi_core::proto::VERSION_REVISION_SHIFT;
 
 #[derive(Debug)]
 pub struct EtcdStore {
     etcd: Etcd,
     name: String,
-    /// The modification revision of each token-use entry as last read (0: none), for the
-    /// transaction that records the next use.
-    ledger_reads: Mutex<HashMap<String, i64>>,
+    /// Whether the CA has been read: from then on, a CA gone from etcd is an error, not a
+    /// reason to make a new one (which would replace the mesh's trust silently).
+    ca_seen: AtomicBool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -49,14 +47,21 @@ pub struct EtcdStore {
 struct LedgerEntry {
     used: u32,
     expires_unix: u64,
+    /// Made afresh by each write: a write retried after its answer was lost finds its own
+    /// nonce, and knows it was recorded.
+    #[serde(default)]
+    nonce: String,
 }
+
+/// How long past its token's expiry an entry stays (its lease's extra time to live).
+const LEDGER_GRACE_SECS: u64 = 60;
 
 impl EtcdStore {
     pub fn new(etcd: Etcd) -> Self {
         Self {
             name: format!("etcd:{}", etcd.prefix()),
             etcd,
-            ledger_reads: Mutex::default(),
+            ca_seen: AtomicBool::new(false),
         }
     }
 
@@ -98,7 +103,7 @@ impl EtcdStore {
             .map_err(|e| invalid(&Self::origin(key), e.to_string()))?;
         let request = pb::TxnRequest {
             compare: vec![absent(key)],
-            success: vec![put_op(key, sealed)],
+            success: vec![put_op(key, sealed, 0)],
             failure: vec![get_op(key)],
         };
         let client = self.etcd.client().clone();
@@ -171,7 +176,7 @@ impl EtcdStore {
             let result = change(&mut list);
             match self.swap(&key, revision, list.to_json(&origin)?) {
                 Ok(()) => return Ok(result),
-                Err(StoreError::Invalid { .. }) => continue,
+                Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(e),
             }
         }
@@ -185,7 +190,7 @@ impl EtcdStore {
     fn swap(&self, key: &str, revision: i64, value: Vec<u8>) -> Result<(), StoreError> {
         let request = pb::TxnRequest {
             compare: vec![mod_revision_is(key, revision)],
-            success: vec![put_op(key, value)],
+            success: vec![put_op(key, value, 0)],
             failure: vec![],
         };
         let client = self.etcd.client().clone();
@@ -193,10 +198,10 @@ impl EtcdStore {
         if answer.succeeded {
             Ok(())
         } else {
-            Err(invalid(
-                &Self::origin(key),
-                "changed by someone else meanwhile; nothing written".into(),
-            ))
+            Err(StoreError::Conflict {
+                path: Self::origin(key),
+                message: "changed by someone else meanwhile; nothing written".into(),
+            })
         }
     }
 }
@@ -212,6 +217,12 @@ impl StateStore for EtcdStore {
         let origin = Self::origin(&key);
         let file = match self.ca_file()? {
             Some(file) => file,
+            None if self.ca_seen.load(Ordering::Acquire) => {
+                return Err(invalid(
+                    &origin,
+                    "the CA is gone from etcd; restore it (a new one would make every certificate issued untrusted)".into(),
+                ));
+            }
             None => {
                 let new = CaFile::new(trust_domain)?;
                 match self.create_sealed(&key, &new.to_json(&origin)?)? {
@@ -223,7 +234,9 @@ impl StateStore for EtcdStore {
                 }
             }
         };
-        file.authority(trust_domain, &origin)
+        let authority = file.authority(trust_domain, &origin)?;
+        self.ca_seen.store(true, Ordering::Release);
+        Ok(authority)
     }
 
     fn next_retirement(&self) -> Option<SystemTime> {
@@ -265,6 +278,7 @@ impl StateStore for EtcdStore {
         }
     }
 
+    /// Read from etcd itself, not the mirror: another replica may have just spent a use.
     fn token_uses(&self, jti: &str) -> Result<Option<TokenUses>, StoreError> {
         let key = self.keys().token_use(jti);
         let client = self.etcd.client().clone();
@@ -272,14 +286,6 @@ impl StateStore for EtcdStore {
             let key = key.clone();
             self.block_on(async move { client.get(key.as_bytes()).await })?
         };
-        let mut reads = self.ledger_reads.lock().unwrap_or_else(|e| e.into_inner());
-        // Bounded: entries go when their use is recorded; a burst of failed enrollments is
-        // bounded by the enrollment quotas.
-        if reads.len() > 10_000 {
-            reads.clear();
-        }
-        reads.insert(key.clone(), stored.as_ref().map_or(0, |kv| kv.mod_revision));
-        drop(reads);
         let Some(kv) = stored else {
             return Ok(None);
         };
@@ -288,46 +294,78 @@ impl StateStore for EtcdStore {
         Ok(Some(TokenUses {
             used: entry.used,
             expires_unix: entry.expires_unix,
+            revision: Some(Revision([kv.mod_revision, 0, 0, 0])),
         }))
     }
 
-    /// Only if nobody recorded a use of the token since this replica read it: otherwise two
-    /// replicas could each hand out its last use.
-    fn record_token_use(&self, token: &TokenUse, used: u32) -> Result<(), StoreError> {
+    /// Only if the entry is still as `read` (a transaction on its modification revision):
+    /// otherwise two replicas could each hand out the token's last use. The entry lives under a
+    /// lease that ends a minute after the token does, so the ledger does not grow for ever.
+    fn record_token_use(
+        &self,
+        token: &TokenUse,
+        used: u32,
+        read: Option<&TokenUses>,
+    ) -> Result<(), StoreError> {
         let key = self.keys().token_use(&token.jti);
-        let read = self
-            .ledger_reads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&key)
-            .unwrap_or(0);
+        let origin = Self::origin(&key);
+        let nonce = format!("{:016x}", rand::random::<u64>());
         let value = serde_json::to_vec(&LedgerEntry {
             used,
             expires_unix: token.expires_unix,
+            nonce: nonce.clone(),
         })
-        .map_err(|e| invalid(&Self::origin(&key), e.to_string()))?;
-        self.swap(&key, read, value).map_err(|_| {
-            invalid(
-                &Self::origin(&key),
-                "the token was used through another replica at the same moment; enroll again"
-                    .into(),
-            )
-        })
+        .map_err(|e| invalid(&origin, e.to_string()))?;
+        let revision = read.and_then(|r| r.revision).map_or(0, |r| r.0[0]);
+        let ttl = Duration::from_secs(
+            token
+                .expires_unix
+                .saturating_sub(crate::ca::unix_now())
+                .saturating_add(LEDGER_GRACE_SECS),
+        );
+        let client = self.etcd.client().clone();
+        let recorded = {
+            let key = key.clone();
+            self.block_on(async move {
+                let lease = client.grant(ttl).await?;
+                let request = pb::TxnRequest {
+                    compare: vec![mod_revision_is(&key, revision)],
+                    success: vec![put_op(&key, value, lease)],
+                    failure: vec![get_op(&key)],
+                };
+                let answer = client.txn(request).await?;
+                Ok(answer.succeeded || ours(&answer, &nonce))
+            })?
+        };
+        if recorded {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict {
+                path: origin,
+                message:
+                    "the token was used through another replica at the same moment; enroll again"
+                        .into(),
+            })
+        }
     }
 
+    /// Counted in etcd (the ledger is not mirrored: nothing reloads when it changes).
     fn tokens_counted(&self) -> Result<usize, StoreError> {
         let prefix = format!("{}{}", self.keys().prefix(), super::keys::TOKEN_USES);
-        Ok(self.etcd.mirror().count(&prefix))
+        let client = self.etcd.client().clone();
+        let count = self.block_on(async move { client.count(prefix.as_bytes()).await })?;
+        Ok(usize::try_from(count).unwrap_or(usize::MAX))
     }
-
     fn reserve_versions(&self, count: u64) -> Result<Range<u64>, StoreError> {
         let floor = self.shared_version().unwrap_or(1);
         Ok(floor..floor.saturating_add(count))
     }
 
+    /// The revision the listeners were last told of, above [`VERSION_REVISION_SHIFT`]: every
+    /// replica that applied the same change numbers it alike.
     fn shared_version(&self) -> Option<u64> {
-        let revision = u64::try_from(self.etcd.mirror().revision()).unwrap_or(0);
-        Some(revision << VERSIONS_PER_REVISION)
+        let revision = u64::try_from(self.etcd.mirror().dispatched_revision()).unwrap_or(0);
+        Some(revision << VERSION_REVISION_SHIFT)
     }
 
     fn health(&self) -> StoreHealth {
@@ -340,50 +378,18 @@ impl StateStore for EtcdStore {
     }
 }
 
-/// The compare "`key` does not exist".
-pub(super) fn absent(key: &str) -> pb::Compare {
-    pb::Compare {
-        result: pb::compare::CompareResult::Equal as i32,
-        target: pb::compare::CompareTarget::Create as i32,
-        key: key.as_bytes().to_vec(),
-        target_union: Some(pb::compare::TargetUnion::CreateRevision(0)),
-    }
-}
-
-/// The compare "`key` was last modified at `revision`" (0: it does not exist).
-pub(super) fn mod_revision_is(key: &str, revision: i64) -> pb::Compare {
-    pb::Compare {
-        result: pb::compare::CompareResult::Equal as i32,
-        target: pb::compare::CompareTarget::Mod as i32,
-        key: key.as_bytes().to_vec(),
-        target_union: Some(pb::compare::TargetUnion::ModRevision(revision)),
-    }
-}
-
-pub(super) fn put_op(key: &str, value: Vec<u8>) -> pb::RequestOp {
-    pb::RequestOp {
-        request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
-            key: key.as_bytes().to_vec(),
-            value,
-            ..Default::default()
-        })),
-    }
-}
-
-fn get_op(key: &str) -> pb::RequestOp {
-    pb::RequestOp {
-        request: Some(pb::request_op::Request::RequestRange(pb::RangeRequest {
-            key: key.as_bytes().to_vec(),
-            ..Default::default()
-        })),
-    }
+/// Whether a failed token-use transaction found this write's own entry (a retry of a write
+/// whose answer was lost).
+fn ours(answer: &pb::TxnResponse, nonce: &str) -> bool {
+    first_range_value(answer)
+        .and_then(|value| serde_json::from_slice::<LedgerEntry>(&value).ok())
+        .is_some_and(|entry| entry.nonce == nonce)
 }
 
 fn first_range_value(answer: &pb::TxnResponse) -> Option<Vec<u8>> {
-    answer.responses.iter().find_map(|r| match &r.response {
-        Some(pb::response_op::Response::ResponseRange(range)) => {
-            range.kvs.first().map(|kv| kv.value.clone())
-        }
-        _ => None,
-    })
+    txn::found(answer)
+        .into_iter()
+        .flatten()
+        .next()
+        .map(|kv| kv.value.clone())
 }

@@ -54,6 +54,7 @@ impl Ledger {
         Ok(read(&self.path(jti)?)?.map(|e| TokenUses {
             used: e.used,
             expires_unix: e.expires_unix,
+            revision: None,
         }))
     }
 

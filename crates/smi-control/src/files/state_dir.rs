@@ -94,7 +94,13 @@ impl StateStore for StateDir {
         self.ledger.uses(jti)
     }
 
-    fn record_token_use(&self, token: &TokenUse, used: u32) -> Result<(), StoreError> {
+    /// `read` is not needed: one control per directory, one use of a token at a time.
+    fn record_token_use(
+        &self,
+        token: &TokenUse,
+        used: u32,
+        _read: Option<&TokenUses>,
+    ) -> Result<(), StoreError> {
         self.ledger.record(token, used)
     }
 

@@ -213,11 +213,17 @@ fn a_replaced_table_publishes_only_when_a_list_changed_and_clears_what_it_no_lon
             .collect::<std::collections::HashMap<_, Vec<_>>>()
     };
     let first = sink
-        .replace(table(&[("bookstore-v1", &["10.0.0.1:80"]), ("bookstore-v2", &["10.0.0.2:80"])]))
+        .replace(table(&[
+            ("bookstore-v1", &["10.0.0.1:80"]),
+            ("bookstore-v2", &["10.0.0.2:80"]),
+        ]))
         .expect("a new table publishes");
     assert_eq!(hub.latest().endpoints.len(), 2);
     // The same table again: nothing new.
-    let same = table(&[("bookstore-v1", &["10.0.0.1:80"]), ("bookstore-v2", &["10.0.0.2:80"])]);
+    let same = table(&[
+        ("bookstore-v1", &["10.0.0.1:80"]),
+        ("bookstore-v2", &["10.0.0.2:80"]),
+    ]);
     assert_eq!(sink.replace(same), None);
     assert_eq!(hub.latest().version, first);
     // v2 gone, v1 changed: one version, v2 cleared.

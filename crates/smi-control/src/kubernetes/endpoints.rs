@@ -179,8 +179,16 @@ impl EndpointSource for KubeEndpoints {
         Box::pin(async move {
             let notify = Arc::new(Notify::new());
             let stores = Arc::new(Stores {
-                services: Watched::start(Api::all(self.client.clone()), "Services".into(), notify.clone()),
-                slices: Watched::start(Api::all(self.client.clone()), "EndpointSlices".into(), notify.clone()),
+                services: Watched::start(
+                    Api::all(self.client.clone()),
+                    "Services".into(),
+                    notify.clone(),
+                ),
+                slices: Watched::start(
+                    Api::all(self.client.clone()),
+                    "EndpointSlices".into(),
+                    notify.clone(),
+                ),
                 pods: Watched::start(Api::all(self.client.clone()), "Pods".into(), notify.clone()),
             });
             let ready = async {

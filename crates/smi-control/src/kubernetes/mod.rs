@@ -6,15 +6,26 @@
 //! - [`KubeEndpoints`] ([`EndpointSource`](crate::traits::EndpointSource)): Services,
 //!   EndpointSlices (ready addresses) and Pods (their ServiceAccount), so workloads in the
 //!   cluster need no Register stream.
+//! - [`TokenReviewAuthenticator`](token_review::TokenReviewAuthenticator)
+//!   ([`Authenticator`](crate::traits::Authenticator)): a pod's projected ServiceAccount token
+//!   (audience [`TOKEN_AUDIENCE`]), checked with a TokenReview and against the pod it is bound
+//!   to (still there, same uid, same ServiceAccount); it may serve the Services that select
+//!   the pod.
+//! - [`aggregated::AggregatedApi`]: the TrafficMetrics API as an aggregated API (its own TLS
+//!   listener; request-header authentication by the front proxy, SubjectAccessReview
+//!   authorization), for `kubectl get --raw /apis/metrics.smi-spec.io/v1alpha1/...`.
 
 mod endpoints;
 mod events;
 mod policy;
 mod watched;
 
+pub mod aggregated;
+pub mod token_review;
+
 pub use endpoints::KubeEndpoints;
 pub use events::EventRecorder;
-pub use policy::KubePolicy;
+pub use policy::{KubePolicy, list_documents, smi_resources};
 
 use std::path::Path;
 

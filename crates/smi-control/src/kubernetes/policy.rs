@@ -18,13 +18,17 @@ use kube::discovery::Discovery;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use super::KubeError;
 use super::events::{EventRecorder, ObjectRef};
 use super::watched::{Watched, debounced};
-use super::KubeError;
 use crate::traits::{Changed, Content, PolicyDocument, PolicySource, SourceError, WatchGuard};
 
 /// The API groups whose kinds are policy.
-pub const SMI_GROUPS: [&str; 3] = ["access.smi-spec.io", "specs.smi-spec.io", "split.smi-spec.io"];
+pub const SMI_GROUPS: [&str; 3] = [
+    "access.smi-spec.io",
+    "specs.smi-spec.io",
+    "split.smi-spec.io",
+];
 
 /// How long the first list of every kind may take at start.
 const FIRST_LIST: Duration = Duration::from_secs(30);
@@ -43,7 +47,10 @@ pub struct KubePolicy {
 impl std::fmt::Debug for KubePolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KubePolicy")
-            .field("kinds", &self.kinds.iter().map(|(_, w)| &w.what).collect::<Vec<_>>())
+            .field(
+                "kinds",
+                &self.kinds.iter().map(|(_, w)| &w.what).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -59,24 +66,19 @@ impl KubePolicy {
     /// listed whole (an error if one cannot be within 30 s: a control that cannot read the
     /// policy has nothing to serve).
     pub async fn start(client: kube::Client, events: EventRecorder) -> Result<Self, KubeError> {
-        let discovery = Discovery::new(client.clone())
-            .filter(&SMI_GROUPS)
-            .run()
-            .await
-            .map_err(|e| KubeError::Api(format!("discovery of the SMI groups: {e}")))?;
+        let resources = smi_resources(&client).await?;
         let notify = Arc::new(Notify::new());
         let mut kinds = Vec::new();
-        for group in discovery.groups() {
-            for (resource, _) in group.recommended_resources() {
-                let what = format!("{} {}", resource.kind, resource.api_version);
-                let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-                let watched =
-                    Watched::start_with(api, resource.clone(), what, notify.clone());
-                kinds.push((resource, watched));
-            }
+        for resource in resources {
+            let what = format!("{} {}", resource.kind, resource.api_version);
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+            let watched = Watched::start_with(api, resource.clone(), what, notify.clone());
+            kinds.push((resource, watched));
         }
         if kinds.is_empty() {
-            tracing::warn!("the cluster serves no SMI kinds: apply the CRDs (`smictl crds | kubectl apply -f -`) and restart the control");
+            tracing::warn!(
+                "the cluster serves no SMI kinds: apply the CRDs (`smictl crds | kubectl apply -f -`) and restart the control"
+            );
         }
         for (_, watched) in &kinds {
             watched.ready(FIRST_LIST).await?;
@@ -103,9 +105,57 @@ impl KubePolicy {
     }
 }
 
-/// How diagnostics and the status API name an object: `kubernetes:TrafficSplit shop/web`.
-fn origin(kind: &str, namespace: &str, name: &str) -> String {
-    format!("kubernetes:{kind} {namespace}/{name}")
+/// The SMI kinds the cluster serves, one version each (see the module).
+pub async fn smi_resources(client: &kube::Client) -> Result<Vec<ApiResource>, KubeError> {
+    let discovery = Discovery::new(client.clone())
+        .filter(&SMI_GROUPS)
+        .run()
+        .await
+        .map_err(|e| KubeError::Api(format!("discovery of the SMI groups: {e}")))?;
+    Ok(discovery
+        .groups()
+        .flat_map(|group| group.recommended_resources())
+        .map(|(resource, _)| resource)
+        .collect())
+}
+
+/// Every SMI resource the cluster serves, listed once: what `smictl check --kubernetes` reads.
+pub async fn list_documents(client: &kube::Client) -> Result<Vec<PolicyDocument>, KubeError> {
+    let mut documents = Vec::new();
+    for resource in smi_resources(client).await? {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+        let list = api
+            .list(&kube::api::ListParams::default())
+            .await
+            .map_err(|e| KubeError::Api(format!("listing {}: {e}", resource.kind)))?;
+        documents.extend(list.items.iter().map(|o| document(&resource, o).0));
+    }
+    documents.sort_by(|a, b| a.origin.cmp(&b.origin));
+    Ok(documents)
+}
+
+/// One object as a policy document (with its kind and version, which list items may leave
+/// out), named `kubernetes:<Kind> <namespace>/<name>`, and the object for its Events.
+fn document(resource: &ApiResource, object: &DynamicObject) -> (PolicyDocument, ObjectRef) {
+    let namespace = object.metadata.namespace.clone().unwrap_or_default();
+    let name = object.metadata.name.clone().unwrap_or_default();
+    let origin = format!("kubernetes:{} {namespace}/{name}", resource.kind);
+    let content = match serde_json::to_value(object) {
+        Ok(mut value) => {
+            value["apiVersion"] = resource.api_version.clone().into();
+            value["kind"] = resource.kind.clone().into();
+            Content::Value(value)
+        }
+        Err(e) => Content::Unreadable(format!("not JSON: {e}")),
+    };
+    let object = ObjectRef {
+        api_version: resource.api_version.clone(),
+        kind: resource.kind.clone(),
+        namespace,
+        name,
+        uid: object.metadata.uid.clone(),
+    };
+    (PolicyDocument { origin, content }, object)
 }
 
 impl PolicySource for KubePolicy {
@@ -120,28 +170,9 @@ impl PolicySource for KubePolicy {
         let mut objects = HashMap::new();
         for (resource, watched) in &self.kinds {
             for object in watched.store.state() {
-                let namespace = object.metadata.namespace.clone().unwrap_or_default();
-                let name = object.metadata.name.clone().unwrap_or_default();
-                let origin = origin(&resource.kind, &namespace, &name);
-                let content = match serde_json::to_value(&*object) {
-                    Ok(mut value) => {
-                        value["apiVersion"] = resource.api_version.clone().into();
-                        value["kind"] = resource.kind.clone().into();
-                        Content::Value(value)
-                    }
-                    Err(e) => Content::Unreadable(format!("not JSON: {e}")),
-                };
-                objects.insert(
-                    origin.clone(),
-                    ObjectRef {
-                        api_version: resource.api_version.clone(),
-                        kind: resource.kind.clone(),
-                        namespace,
-                        name,
-                        uid: object.metadata.uid.clone(),
-                    },
-                );
-                documents.push(PolicyDocument { origin, content });
+                let (document, object) = document(resource, &object);
+                objects.insert(document.origin.clone(), object);
+                documents.push(document);
             }
         }
         documents.sort_by(|a, b| a.origin.cmp(&b.origin));

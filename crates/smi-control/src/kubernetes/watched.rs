@@ -10,9 +10,9 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use kube::Resource;
 use kube::api::Api;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -65,8 +65,9 @@ where
     ) -> Self {
         let writer = Writer::new(dyntype);
         let store = writer.as_reader();
-        let stream = reflector::reflector(writer, watcher::watcher(api, watcher::Config::default()))
-            .default_backoff();
+        let stream =
+            reflector::reflector(writer, watcher::watcher(api, watcher::Config::default()))
+                .default_backoff();
         let name = what.clone();
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
@@ -109,7 +110,10 @@ where
 
 /// Calls `changed` on a blocking thread after each burst of notifications on `notify` (20 ms
 /// of quiet, or 200 ms into a burst that goes on), until the returned task is aborted.
-pub(super) fn debounced(notify: Arc<Notify>, changed: impl Fn() + Send + Sync + 'static) -> JoinHandle<()> {
+pub(super) fn debounced(
+    notify: Arc<Notify>,
+    changed: impl Fn() + Send + Sync + 'static,
+) -> JoinHandle<()> {
     let changed = Arc::new(changed);
     tokio::spawn(async move {
         loop {

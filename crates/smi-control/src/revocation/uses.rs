@@ -67,10 +67,8 @@ fn spend_locked<T>(
             now - token.expires_unix,
         )));
     }
-    let used = store
-        .token_uses(&token.jti)
-        .map_err(IssueError::Ledger)?
-        .map_or(0, |e| e.used);
+    let read = store.token_uses(&token.jti).map_err(IssueError::Ledger)?;
+    let used = read.as_ref().map_or(0, |e| e.used);
     if used >= token.uses {
         return Err(IssueError::Refused(Refusal::TokenUsedUp {
             jti: token.jti.clone(),
@@ -79,7 +77,7 @@ fn spend_locked<T>(
     }
     let issued = issue().map_err(IssueError::Ca)?;
     store
-        .record_token_use(token, used + 1)
+        .record_token_use(token, used + 1, read.as_ref())
         .map_err(IssueError::Ledger)?;
     Ok(issued)
 }

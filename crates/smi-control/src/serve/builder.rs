@@ -232,6 +232,8 @@ impl ControlBuilder {
             }
         };
         let mut watchers = vec![watching(policy.name(), policy.watch(Arc::new(reload)))?];
+        // A change between the first load and the watch would be seen by neither.
+        reloader.reload();
 
         let listener = bind(config.listen).await?;
         let api_addr = local_addr(&listener, config.listen)?;
@@ -261,10 +263,13 @@ impl ControlBuilder {
                 }
             }
         };
+        let on_state_change = Arc::new(on_state_change);
         watchers.push(watching(
             store.name(),
-            store.watch(Arc::new(on_state_change)),
+            store.watch(on_state_change.clone()),
         )?);
+        // As for the policy: a `smictl revoke` or `ca rotate` since the state was read.
+        on_state_change();
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let telemetry = Arc::new(TelemetryStore::new(

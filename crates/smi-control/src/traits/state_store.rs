@@ -58,10 +58,18 @@ pub trait StateStore: Send + Sync + 'static {
     /// How many certificates the join token `jti` has bought, if any use is recorded.
     fn token_uses(&self, jti: &str) -> Result<Option<TokenUses>, StoreError>;
 
-    /// Records, durably, that `token` has bought `used` certificates. The control calls it
-    /// before it hands the certificate out, one call at a time per token. Entries of expired
-    /// tokens may be forgotten (they cannot enroll anyway).
-    fn record_token_use(&self, token: &TokenUse, used: u32) -> Result<(), StoreError>;
+    /// Records, durably, that `token` has bought `used` certificates; `read` is its entry as
+    /// [`token_uses`](Self::token_uses) returned it (`None`: there was none). The control calls
+    /// it before it hands the certificate out, one call at a time per token in a process; a
+    /// store shared by several controls records it only if the entry is still as read, so two
+    /// controls cannot both spend a last use. Entries of expired tokens may be forgotten (they
+    /// cannot enroll anyway).
+    fn record_token_use(
+        &self,
+        token: &TokenUse,
+        used: u32,
+        read: Option<&TokenUses>,
+    ) -> Result<(), StoreError>;
 
     /// How many join tokens the ledger holds.
     fn tokens_counted(&self) -> Result<usize, StoreError>;
@@ -119,6 +127,9 @@ pub struct TokenUses {
     pub used: u32,
     /// When the token expires (Unix seconds): its entry may go after that.
     pub expires_unix: u64,
+    /// The entry's version as read, for a store that records the next use only if it is
+    /// unchanged (etcd's modification revision); `None` for one that needs none (files).
+    pub revision: Option<Revision>,
 }
 
 /// Identifies one version of a stored item (a file's inode, modification time and length; an
@@ -136,6 +147,9 @@ pub enum StoreError {
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// A write on a shared store lost to another writer's (nothing was written).
+    #[error("{path}: {message}")]
+    Conflict { path: PathBuf, message: String },
     #[error("generating a root: {0}")]
     Generate(#[from] rcgen::Error),
     #[error(transparent)]

@@ -98,6 +98,12 @@ impl ApiError {
         e
     }
 
+    /// A JSON patch that does not apply (a failed `test`, a missing path).
+    pub fn invalid_patch(why: &str) -> ApiError {
+        let message = format!("the JSON patch could not be applied: {why}");
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message)
+    }
+
     /// A resourceVersion or continue token older than the compaction point (410).
     pub fn expired(message: impl Into<String>) -> ApiError {
         Self::new(StatusCode::GONE, "Expired", message)
@@ -107,7 +113,9 @@ impl ApiError {
     pub fn too_large_resource_version(asked: u64, current: u64) -> ApiError {
         let message = format!("Too large resource version: {asked}, current: {current}");
         let mut e = Self::new(StatusCode::GATEWAY_TIMEOUT, "Timeout", message);
-        e.details = Some(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}));
+        e.details = Some(
+            json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}),
+        );
         e
     }
 
@@ -120,7 +128,11 @@ impl ApiError {
         let message = format!(
             "the body of the request was in an unknown format ({content_type}) - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
         );
-        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType", message)
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            message,
+        )
     }
 
     pub fn unauthorized() -> ApiError {
@@ -129,7 +141,11 @@ impl ApiError {
 
     pub fn unavailable() -> ApiError {
         let message = "the server is currently unable to handle the request";
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", message)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            message,
+        )
     }
 
     /// The `Status` object of this error.

@@ -41,37 +41,50 @@ fn held(inner: &Inner) -> (u64, String) {
     (state.version, endpoints[0].addr.ip().to_string())
 }
 
+/// The version a replica on a shared store gives the `n`th publish at `revision`.
+fn at(revision: u64, n: u64) -> u64 {
+    (revision << smi_core::proto::VERSION_REVISION_SHIFT) + n
+}
+
 #[test]
-fn a_view_older_than_the_state_held_is_not_applied_and_a_newer_one_is() {
+fn a_view_of_an_older_revision_is_not_applied_and_a_newer_one_is() {
     let inner = fresh_inner();
     let mut changed = inner.policy.changed();
 
-    let ack = receive(&inner, &view(5, "10.0.0.5"));
-    assert_eq!((ack.version, ack.accepted), (5, true));
-    assert_eq!(held(&inner), (5, "10.0.0.5".to_owned()));
+    let ack = receive(&inner, &view(at(5, 0), "10.0.0.5"));
+    assert_eq!((ack.version, ack.accepted), (at(5, 0), true));
+    assert_eq!(held(&inner), (at(5, 0), "10.0.0.5".to_owned()));
     assert!(changed.has_changed().unwrap());
     changed.borrow_and_update();
 
     // From a replica that is behind: kept out, acknowledged as received, nobody woken.
-    let ack = receive(&inner, &view(3, "10.0.0.3"));
+    let ack = receive(&inner, &view(at(3, 2), "10.0.0.3"));
     assert_eq!(
         (ack.version, ack.accepted, ack.error.as_str()),
-        (3, true, "")
+        (at(3, 2), true, "")
     );
-    assert_eq!(held(&inner), (5, "10.0.0.5".to_owned()));
+    assert_eq!(held(&inner), (at(5, 0), "10.0.0.5".to_owned()));
     assert!(!changed.has_changed().unwrap());
 
     // The same version again (a reconnect): the state held stays.
-    let ack = receive(&inner, &view(5, "10.0.0.55"));
+    let ack = receive(&inner, &view(at(5, 0), "10.0.0.55"));
     assert!(ack.accepted);
-    assert_eq!(held(&inner), (5, "10.0.0.5".to_owned()));
+    assert_eq!(held(&inner), (at(5, 0), "10.0.0.5".to_owned()));
     assert!(!changed.has_changed().unwrap());
 
-    // That replica catches up: its newer view is applied.
-    let ack = receive(&inner, &view(6, "10.0.0.6"));
-    assert_eq!((ack.version, ack.accepted), (6, true));
-    assert_eq!(held(&inner), (6, "10.0.0.6".to_owned()));
-    assert_eq!(*changed.borrow_and_update(), 6);
+    // The same revision from a replica that counted its own publishes differently: the
+    // newest received wins, lower count or not.
+    receive(&inner, &view(at(5, 3), "10.0.0.53"));
+    assert_eq!(held(&inner), (at(5, 3), "10.0.0.53".to_owned()));
+    receive(&inner, &view(at(5, 1), "10.0.0.51"));
+    assert_eq!(held(&inner), (at(5, 1), "10.0.0.51".to_owned()));
+    changed.borrow_and_update();
+
+    // That replica catches up: its newer revision is applied.
+    let ack = receive(&inner, &view(at(6, 0), "10.0.0.6"));
+    assert_eq!((ack.version, ack.accepted), (at(6, 0), true));
+    assert_eq!(held(&inner), (at(6, 0), "10.0.0.6".to_owned()));
+    assert_eq!(*changed.borrow_and_update(), at(6, 0));
 }
 
 #[test]

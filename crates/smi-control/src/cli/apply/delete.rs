@@ -37,6 +37,11 @@ pub fn delete(args: &DeleteArgs, out: Out<'_>) -> ExitCode {
         .mirror()
         .keys()
         .policy(args.kind.name(), &args.namespace, &args.name);
+    let policy_prefix = etcd.mirror().keys().policy_prefix();
+    let read = txn::ReadAt {
+        prefix: &policy_prefix,
+        revision: etcd.mirror().revision(),
+    };
     let stored = combined::stored(&etcd);
     let Some(entry) = stored.get(&key) else {
         diag!("error: {what} not found");
@@ -54,7 +59,7 @@ pub fn delete(args: &DeleteArgs, out: Out<'_>) -> ExitCode {
         value: None,
     }];
     if !args.dry_run {
-        let committed = txn::request(&writes).and_then(|r| txn::commit(&etcd, r, &writes));
+        let committed = txn::request(&writes, read).and_then(|r| txn::commit(&etcd, r, &writes));
         match committed {
             Ok(()) => {}
             Err(CommitError::Conflict(_)) => {

@@ -1,9 +1,12 @@
 //! Writing a change of policy in one etcd transaction, on the versions it was decided on: each
 //! key is written only if its modification revision is still the one read (0 when it was
-//! absent: etcd compares a missing key's as 0), so that a concurrent change fails it whole.
+//! absent: etcd compares a missing key's as 0), and only if no other policy key was changed
+//! since the policy was read (the whole policy was validated with the change, not only the keys
+//! written), so that a concurrent change fails it whole.
 
 use prost::Message;
 
+use crate::etcd::txn::{delete_op, found, get_op, mod_revision_is, put_op, unchanged_since};
 use crate::etcd::{Etcd, EtcdError, pb};
 
 /// etcd's default `--max-txn-ops`: a transaction with more operations is refused.
@@ -37,8 +40,15 @@ pub enum CommitError {
     Etcd(#[from] EtcdError),
 }
 
-/// The transaction for `writes`, refused when etcd would refuse it.
-pub fn request(writes: &[Write]) -> Result<pb::TxnRequest, CommitError> {
+/// The policy as it was read: its keys' prefix and the revision it was read at.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadAt<'a> {
+    pub prefix: &'a str,
+    pub revision: i64,
+}
+
+/// The transaction for `writes` on the policy as `read`, refused when etcd would refuse it.
+pub fn request(writes: &[Write], read: ReadAt<'_>) -> Result<pb::TxnRequest, CommitError> {
     if writes.len() > MAX_TXN_OPS {
         return Err(CommitError::TooMany(writes.len()));
     }
@@ -46,16 +56,18 @@ pub fn request(writes: &[Write]) -> Result<pb::TxnRequest, CommitError> {
         compare: writes
             .iter()
             .map(|w| mod_revision_is(&w.key, w.revision))
+            .chain([unchanged_since(read.prefix, read.revision)])
             .collect(),
         success: writes
             .iter()
             .map(|w| match &w.value {
-                Some(value) => put_op(&w.key, value.clone()),
+                Some(value) => put_op(&w.key, value.clone(), 0),
                 None => delete_op(&w.key),
             })
             .collect(),
-        // On a conflict, the keys' revisions now: which of them changed.
-        failure: writes.iter().map(|w| revision_op(&w.key)).collect(),
+        // On a conflict, the keys as they are now: which of them changed, or whether they
+        // already hold this change (a retry of a write whose answer was lost).
+        failure: writes.iter().map(|w| get_op(&w.key)).collect(),
     };
     let len = request.encoded_len();
     if len > MAX_REQUEST_BYTES {
@@ -73,71 +85,37 @@ pub fn commit(etcd: &Etcd, request: pb::TxnRequest, writes: &[Write]) -> Result<
     if answer.succeeded {
         return Ok(());
     }
-    let now = answer.responses.iter().map(|r| match &r.response {
-        Some(pb::response_op::Response::ResponseRange(range)) => {
-            range.kvs.first().map_or(0, |kv| kv.mod_revision)
-        }
-        _ => 0,
-    });
+    let now = found(&answer);
+    if writes
+        .iter()
+        .zip(&now)
+        .all(|(w, now)| now.map(|kv| &kv.value) == w.value.as_ref())
+    {
+        // Every key already holds what was to be written: this is a retry of the same write
+        // after its answer was lost (see `EtcdClient::txn`).
+        return Ok(());
+    }
     let mut changed: Vec<String> = writes
         .iter()
-        .zip(now)
-        .filter(|(w, now)| w.revision != *now)
+        .zip(&now)
+        .filter(|(w, now)| w.revision != now.map_or(0, |kv| kv.mod_revision))
         .map(|(w, _)| w.key.clone())
         .collect();
     if changed.is_empty() {
-        // A retry after a lost answer finds its own write (see `EtcdClient::txn`); or the keys
-        // changed and changed back. Either way the compare failed: say which keys it was on.
-        changed = writes.iter().map(|w| w.key.clone()).collect();
+        // None of the keys written changed: another policy key did.
+        changed.push("another policy resource".to_owned());
     }
     Err(CommitError::Conflict(changed))
-}
-
-/// The compare "`key` was last modified at `revision`" (0: it does not exist).
-fn mod_revision_is(key: &str, revision: i64) -> pb::Compare {
-    pb::Compare {
-        result: pb::compare::CompareResult::Equal as i32,
-        target: pb::compare::CompareTarget::Mod as i32,
-        key: key.as_bytes().to_vec(),
-        target_union: Some(pb::compare::TargetUnion::ModRevision(revision)),
-    }
-}
-
-fn put_op(key: &str, value: Vec<u8>) -> pb::RequestOp {
-    pb::RequestOp {
-        request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
-            key: key.as_bytes().to_vec(),
-            value,
-            ..Default::default()
-        })),
-    }
-}
-
-fn delete_op(key: &str) -> pb::RequestOp {
-    pb::RequestOp {
-        request: Some(pb::request_op::Request::RequestDeleteRange(
-            pb::DeleteRangeRequest {
-                key: key.as_bytes().to_vec(),
-                ..Default::default()
-            },
-        )),
-    }
-}
-
-/// A read of `key` without its value: its modification revision.
-fn revision_op(key: &str) -> pb::RequestOp {
-    pb::RequestOp {
-        request: Some(pb::request_op::Request::RequestRange(pb::RangeRequest {
-            key: key.as_bytes().to_vec(),
-            keys_only: true,
-            ..Default::default()
-        })),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const READ: ReadAt<'static> = ReadAt {
+        prefix: "/smi-mesh/policy/",
+        revision: 41,
+    };
 
     fn put(n: usize, len: usize) -> Write {
         Write {
@@ -156,7 +134,7 @@ mod tests {
                 ..put(7, 0)
             },
         ];
-        let request = request(&writes).unwrap();
+        let request = request(&writes, READ).unwrap();
         let revisions: Vec<_> = request
             .compare
             .iter()
@@ -168,8 +146,14 @@ mod tests {
             [
                 (mod_target, Some(pb::compare::TargetUnion::ModRevision(0))),
                 (mod_target, Some(pb::compare::TargetUnion::ModRevision(7))),
+                // The whole policy: nothing under the prefix changed after the read.
+                (mod_target, Some(pb::compare::TargetUnion::ModRevision(42))),
             ]
         );
+        let guard = &request.compare[2];
+        assert_eq!(guard.result, pb::compare::CompareResult::Less as i32);
+        assert_eq!(guard.key, b"/smi-mesh/policy/");
+        assert_eq!(guard.range_end, b"/smi-mesh/policy0");
         assert!(matches!(
             request.success[0].request,
             Some(pb::request_op::Request::RequestPut(ref p)) if p.value == b"xxx"
@@ -184,13 +168,13 @@ mod tests {
     #[test]
     fn a_transaction_etcd_would_refuse_is_refused_naming_the_limit() {
         let many: Vec<Write> = (0..=MAX_TXN_OPS).map(|n| put(n, 10)).collect();
-        let err = request(&many).unwrap_err();
+        let err = request(&many, READ).unwrap_err();
         assert!(matches!(err, CommitError::TooMany(129)), "{err}");
         assert!(err.to_string().contains("at most 128"), "{err}");
-        assert!(request(&many[..MAX_TXN_OPS]).is_ok());
+        assert!(request(&many[..MAX_TXN_OPS], READ).is_ok());
 
         let large: Vec<Write> = (0..2).map(|n| put(n, 800 * 1024)).collect();
-        let err = request(&large).unwrap_err();
+        let err = request(&large, READ).unwrap_err();
         assert!(matches!(err, CommitError::TooLarge(_)), "{err}");
         assert!(err.to_string().contains("1.5 MiB"), "{err}");
     }

@@ -53,12 +53,13 @@ fn the_ledger_records_uses_in_the_token_uses_directory() {
         expires_unix: unix_now() + 600,
     };
     assert_eq!(store.token_uses("00aa").unwrap(), None);
-    store.record_token_use(&token, 1).unwrap();
+    store.record_token_use(&token, 1, None).unwrap();
     assert_eq!(
         store.token_uses("00aa").unwrap(),
         Some(TokenUses {
             used: 1,
-            expires_unix: token.expires_unix
+            expires_unix: token.expires_unix,
+            revision: None,
         })
     );
     assert!(dir.path().join("state/token-uses/00aa.json").is_file());
@@ -96,7 +97,7 @@ async fn its_own_writes_do_not_signal_a_change_and_an_operators_do() {
         uses: 1,
         expires_unix: unix_now() + 600,
     };
-    store.record_token_use(&token, 1).unwrap();
+    store.record_token_use(&token, 1, None).unwrap();
     let quiet = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await;
     assert!(quiet.is_err(), "the store's own writes were signalled");
     // Then an operator revokes someone: that is signalled.
