@@ -290,8 +290,23 @@ async fn a_replica_killed_under_load_loses_no_request_and_the_others_renew_and_e
     requests_pass(&done, 100).await;
 
     // Replica 0 is where every workload went first (the addresses are tried in order).
+    let watching = |view: &Value| {
+        view["workloads"]
+            .as_array()
+            .map_or(0, |sessions| sessions.len())
+    };
+    let (_, body) = smi_test_util::admin::get_text(replicas.admin[0], "/debug/workloads").await;
+    let on_first = watching(&serde_json::from_str(&body).unwrap());
+    assert!(on_first >= 3, "the three workloads watch through replica 0: {body}");
     replicas.kill(0).await;
     requests_pass(&done, 200).await;
+    // The watch moved: a change after the kill reaches the buyer.
+    let before = buyer.policy().version;
+    replicas.apply(&split(100, 0));
+    tokio::time::timeout(WAIT, buyer.changed().wait_for(|v| *v > before))
+        .await
+        .expect("a change after the kill reaches the buyer through another replica")
+        .unwrap();
     // Renewals go on through the others: two more each.
     for mesh in [&buyer, &v1.mesh, &v2.mesh] {
         renewals(mesh, 2, Duration::from_secs(20)).await;

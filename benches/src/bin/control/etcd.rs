@@ -251,6 +251,13 @@ async fn fan_out(
         );
         audiences.push(audience);
     }
+    // Every stream of the three at once: the client ends here, and the replicas' server ends.
+    println!(
+        "etcd fan-out: {} Watch streams open; this process holds {} file descriptors (limit {})",
+        3 * n,
+        std::fs::read_dir("/proc/self/fd")?.count(),
+        fd_limit().unwrap_or_else(|| "unknown".into()),
+    );
     let mut measured: Vec<Rounds> = variants.iter().map(|_| Rounds::default()).collect();
     for round in 0..rounds {
         for ((variant, audience), rounds) in variants.iter().zip(&mut audiences).zip(&mut measured)
@@ -356,6 +363,13 @@ async fn certificates(
         disk.fsync_ms(),
     );
     Ok(measured)
+}
+
+/// This process's soft limit on open files (`/proc/self/limits`).
+fn fd_limit() -> Option<String> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3).map(str::to_owned)
 }
 
 /// The machine's CPU ticks so far, busy and in all (`/proc/stat`), over every core.
