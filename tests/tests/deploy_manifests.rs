@@ -90,7 +90,7 @@ fn validate(options: &[&str], files: &[PathBuf]) -> Vec<Verdict> {
     assert_eq!(
         output.status.code() == Some(1),
         invalid,
-        "the exit status says something else than the verdicts: {verdicts:#?}"
+        "the exit status says something else than the verdicts: {verdicts:#?}\n{stderr}"
     );
     verdicts
 }

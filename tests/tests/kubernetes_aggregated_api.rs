@@ -107,8 +107,8 @@ fn telemetry() -> Arc<TelemetryStore> {
     let store = TelemetryStore::new(Arc::new(SystemClock), StoreLimits::from(&Quotas::default()));
     let mut sketch = LatencySketch::new();
     sketch.record(Duration::from_millis(5));
-    let edge = |direction, (ns, workload): (&str, &str), service: &str, (success, failure)| {
-        EdgeReport {
+    let edge =
+        |direction, (ns, workload): (&str, &str), service: &str, (success, failure)| EdgeReport {
             key: EdgeKey {
                 direction,
                 peer_identity: format!("spiffe://cluster.local/ns/{ns}/sa/{workload}").into(),
@@ -124,8 +124,7 @@ fn telemetry() -> Arc<TelemetryStore> {
                 denied: 0,
             },
             latency: sketch.clone(),
-        }
-    };
+        };
     let report = Report {
         instance: "i-1".into(),
         sequence: 1,
@@ -248,7 +247,9 @@ const ALICE: [(&str, &str); 2] = [("X-Remote-User", "alice"), ("X-Remote-Group",
 #[tokio::test]
 async fn serves_edges_to_a_user_the_cluster_allows() {
     let cluster = cluster().await;
-    cluster.fake.allow("devs", "get", "metrics.smi-spec.io", "deployments");
+    cluster
+        .fake
+        .allow("devs", "get", "metrics.smi-spec.io", "deployments");
     let answer = cluster.get(As::Proxy, EDGES, &ALICE).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     assert_eq!(answer.body["kind"], "TrafficMetricsList");
@@ -258,7 +259,10 @@ async fn serves_edges_to_a_user_the_cluster_allows() {
         .iter()
         .map(|i| {
             let edge = &i["edge"];
-            (edge["direction"].as_str().unwrap(), edge["resource"]["name"].as_str().unwrap())
+            (
+                edge["direction"].as_str().unwrap(),
+                edge["resource"]["name"].as_str().unwrap(),
+            )
         })
         .collect();
     assert!(peers.contains(&("from", "gateway")), "{peers:?}");
@@ -269,7 +273,9 @@ async fn serves_edges_to_a_user_the_cluster_allows() {
 #[tokio::test]
 async fn refuses_a_user_the_cluster_does_not_allow_in_kubernetes_words() {
     let cluster = cluster().await;
-    cluster.fake.allow("carol", "get", "metrics.smi-spec.io", "deployments");
+    cluster
+        .fake
+        .allow("carol", "get", "metrics.smi-spec.io", "deployments");
     let answer = cluster.get(As::Proxy, EDGES, &ALICE).await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.body);
     assert_eq!(
@@ -291,7 +297,11 @@ fn assert_unauthorized(cluster: &Cluster, answer: &Answer) {
     assert_eq!(answer.body["kind"], "Status");
     assert_eq!(answer.body["reason"], "Unauthorized");
     assert_eq!(answer.body["code"], 401);
-    assert_eq!(cluster.reviews(), 0, "no review for an unauthenticated request");
+    assert_eq!(
+        cluster.reviews(),
+        0,
+        "no review for an unauthenticated request"
+    );
 }
 
 #[tokio::test]
@@ -324,7 +334,9 @@ async fn refuses_a_front_proxy_ca_certificate_with_a_cn_not_allowed() {
     let (cert, key) = cluster.front_proxy.client("someone-else");
     let answer = cluster.get(As::Certificate(cert, key), EDGES, &ALICE).await;
     assert_unauthorized(&cluster, &answer);
-    let no_user = cluster.get(As::Proxy, EDGES, &[("X-Remote-Group", "devs")]).await;
+    let no_user = cluster
+        .get(As::Proxy, EDGES, &[("X-Remote-Group", "devs")])
+        .await;
     assert_unauthorized(&cluster, &no_user);
 }
 
@@ -332,11 +344,17 @@ async fn refuses_a_front_proxy_ca_certificate_with_a_cn_not_allowed() {
 async fn answers_the_aggregator_discovery() {
     let cluster = cluster().await;
     // The aggregator's availability probe and discovery requests: system:masters.
-    let aggregator = [("X-Remote-User", "system:kube-aggregator"), ("X-Remote-Group", "system:masters")];
+    let aggregator = [
+        ("X-Remote-User", "system:kube-aggregator"),
+        ("X-Remote-Group", "system:masters"),
+    ];
     let resources = cluster.get(As::Proxy, DISCOVERY, &aggregator).await;
     assert_eq!(resources.status, StatusCode::OK, "{}", resources.body);
     assert_eq!(resources.body["kind"], "APIResourceList");
-    assert_eq!(resources.body["groupVersion"], "metrics.smi-spec.io/v1alpha1");
+    assert_eq!(
+        resources.body["groupVersion"],
+        "metrics.smi-spec.io/v1alpha1"
+    );
     let names: Vec<&str> = resources.body["resources"]
         .as_array()
         .unwrap()
@@ -344,10 +362,15 @@ async fn answers_the_aggregator_discovery() {
         .map(|r| r["name"].as_str().unwrap())
         .collect();
     assert!(names.contains(&"deployments"), "{names:?}");
-    let group = cluster.get(As::Proxy, "/apis/metrics.smi-spec.io", &aggregator).await;
+    let group = cluster
+        .get(As::Proxy, "/apis/metrics.smi-spec.io", &aggregator)
+        .await;
     assert_eq!(group.status, StatusCode::OK, "{}", group.body);
     assert_eq!(group.body["kind"], "APIGroup");
-    assert_eq!(group.body["preferredVersion"]["groupVersion"], "metrics.smi-spec.io/v1alpha1");
+    assert_eq!(
+        group.body["preferredVersion"]["groupVersion"],
+        "metrics.smi-spec.io/v1alpha1"
+    );
     // No aggregated discovery: a 404 makes the aggregator read the APIResourceList instead.
     let apis = cluster.get(As::Proxy, "/apis", &aggregator).await;
     assert_eq!(apis.status, StatusCode::NOT_FOUND, "{}", apis.body);
@@ -366,7 +389,9 @@ async fn answers_the_aggregator_discovery() {
 #[tokio::test]
 async fn answers_a_repeated_request_from_the_cache() {
     let cluster = cluster().await;
-    cluster.fake.allow("alice", "get", "metrics.smi-spec.io", "deployments");
+    cluster
+        .fake
+        .allow("alice", "get", "metrics.smi-spec.io", "deployments");
     for _ in 0..3 {
         let answer = cluster.get(As::Proxy, EDGES, &ALICE).await;
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
@@ -378,7 +403,9 @@ async fn answers_a_repeated_request_from_the_cache() {
         assert_eq!(denied.status, StatusCode::FORBIDDEN, "{}", denied.body);
     }
     assert_eq!(cluster.reviews(), 2, "a denial is kept too");
-    let bob = cluster.get(As::Proxy, EDGES, &[("X-Remote-User", "bob")]).await;
+    let bob = cluster
+        .get(As::Proxy, EDGES, &[("X-Remote-User", "bob")])
+        .await;
     assert_eq!(bob.status, StatusCode::FORBIDDEN, "{}", bob.body);
     assert_eq!(cluster.reviews(), 3, "another user is another review");
 }
@@ -386,21 +413,35 @@ async fn answers_a_repeated_request_from_the_cache() {
 #[tokio::test]
 async fn answers_500_when_no_review_can_be_made_and_asks_again_later() {
     let cluster = cluster().await;
-    cluster.fake.allow("alice", "get", "metrics.smi-spec.io", "deployments");
+    cluster
+        .fake
+        .allow("alice", "get", "metrics.smi-spec.io", "deployments");
     cluster.fake.stop().await;
     let answer = cluster.get(As::Proxy, EDGES, &ALICE).await;
-    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", answer.body);
+    assert_eq!(
+        answer.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        answer.body
+    );
     assert_eq!(answer.body["reason"], "InternalError");
     assert_eq!(answer.body["code"], 500);
     cluster.fake.start_again().await;
     let answer = cluster.get(As::Proxy, EDGES, &ALICE).await;
-    assert_eq!(answer.status, StatusCode::OK, "the failure was not kept: {}", answer.body);
+    assert_eq!(
+        answer.status,
+        StatusCode::OK,
+        "the failure was not kept: {}",
+        answer.body
+    );
 }
 
 #[tokio::test]
 async fn follows_the_front_proxy_ca_when_kube_apiserver_rotates_it() {
     let cluster = cluster().await;
-    cluster.fake.allow("alice", "get", "metrics.smi-spec.io", "deployments");
+    cluster
+        .fake
+        .allow("alice", "get", "metrics.smi-spec.io", "deployments");
     cluster
         .fake
         .wait_for_watch("/api/v1/namespaces/kube-system/configmaps")
@@ -419,9 +460,12 @@ async fn follows_the_front_proxy_ca_when_kube_apiserver_rotates_it() {
     let new = cluster.get(As::Certificate(cert, key), EDGES, &ALICE).await;
     assert_eq!(new.status, StatusCode::OK, "{}", new.body);
 
-    cluster
-        .fake
-        .delete("v1", "configmaps", Some("kube-system"), "extension-apiserver-authentication");
+    cluster.fake.delete(
+        "v1",
+        "configmaps",
+        Some("kube-system"),
+        "extension-apiserver-authentication",
+    );
     let deleted = *changes.borrow_and_update();
     tokio::time::timeout(WAIT, changes.wait_for(|g| *g > deleted))
         .await
@@ -429,5 +473,10 @@ async fn follows_the_front_proxy_ca_when_kube_apiserver_rotates_it() {
         .unwrap();
     let (cert, key) = rotated.client("front-proxy-client");
     let closed = cluster.get(As::Certificate(cert, key), EDGES, &ALICE).await;
-    assert_eq!(closed.status, StatusCode::UNAUTHORIZED, "fails closed: {}", closed.body);
+    assert_eq!(
+        closed.status,
+        StatusCode::UNAUTHORIZED,
+        "fails closed: {}",
+        closed.body
+    );
 }

@@ -327,4 +327,9 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except Exception:  # a crash is not a verdict: exit 2, as for bad usage
+        import traceback
+        traceback.print_exc()
+        sys.exit(2)

@@ -29,14 +29,16 @@
 //!   keys' strings, the slot arrays and each slot's packed bytes), divided by the series, with
 //!   the slots per series, from which an hour of history (at most 121 slots) is projected.
 //! - **On etcd** (`etcd`): a 3-member etcd cluster, three replicas sharing one prefix and one
-//!   replica on another, against the control on files, interleaved round by round: the cost of
+//!   replica on another (in this process, each with its own runtime and etcd connection),
+//!   against the control on files, interleaved round by round: the cost of
 //!   one etcd put; fan-out to N subscribers spread over the three replicas, on the one replica,
 //!   on files (a key put or a file rename; write to first and to last receipt); certificates
 //!   per second with 64 in flight on each, and every process's CPU per certificate.
 //!
 //! The modules: `service` (the control service in its child process, the handle this process
 //! holds: enrollment, its memory, its admin API; and `Target`, what the phases need of any
-//! control), `replicas` (control replicas on etcd, in this process), then one per phase:
+//! control), `replicas` (control replicas on etcd, in this process), `host` (what `/proc` and
+//! etcd's `/metrics` say), then one per phase:
 //! `enrollment` (certificates per second), `fanout` (fan-out and memory per subscriber),
 //! `ingest` (report ingest and memory per series), `etcd` (the three variants side by side).
 
@@ -46,6 +48,7 @@ mod cpu;
 mod enrollment;
 mod etcd;
 mod fanout;
+mod host;
 mod ingest;
 mod replicas;
 mod service;

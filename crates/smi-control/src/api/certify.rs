@@ -43,6 +43,8 @@ pub(super) async fn certify(
     // identity's namespace), else those of the certificate being renewed. Names with both
     // fields empty are no names.
     let names = match req.names.as_ref() {
+        // A pod the API server vouches for: its names, not the ones asked for.
+        _ if grant.names_proven => grant.workload.clone(),
         Some(n) if !(n.workload.is_empty() && n.pod.is_empty()) => {
             let names = Workload::new(&grant.identity.namespace, &n.workload, &n.pod);
             names

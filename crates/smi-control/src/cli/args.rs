@@ -14,8 +14,14 @@ use crate::files::load_paths;
 #[derive(Debug, Args)]
 pub struct PolicyArgs {
     /// SMI files or directories (YAML or JSON, multi-document).
-    #[arg(long, required = true, num_args = 1.., value_name = "PATH")]
+    #[arg(long, required_unless_present = "kubernetes", num_args = 1.., value_name = "PATH")]
     pub policy: Vec<PathBuf>,
+    /// Read the policy from the cluster's SMI resources instead (the kubeconfig KUBECONFIG or
+    /// --kubeconfig names, or the in-cluster configuration); built with the `kubernetes` feature.
+    #[arg(long, conflicts_with = "policy")]
+    pub kubernetes: bool,
+    #[arg(long, value_name = "FILE", requires = "kubernetes")]
+    pub kubeconfig: Option<PathBuf>,
     /// Trust domain of the SPIFFE identities.
     #[arg(long, default_value = DEFAULT_TRUST_DOMAIN)]
     pub trust_domain: String,
@@ -39,7 +45,11 @@ pub enum Output {
 impl PolicyArgs {
     /// Loads and compiles; on load errors prints them and returns the usage exit code.
     pub fn snapshot(&self, permissive: bool) -> Result<Snapshot, ExitCode> {
-        let loaded = load_paths(&self.policy);
+        let loaded = if self.kubernetes {
+            load_cluster(self.kubeconfig.as_deref()).map_err(|e| usage(&e))?
+        } else {
+            load_paths(&self.policy)
+        };
         for d in loaded.diagnostics.iter() {
             let level = if d.is_error() { "error" } else { "warning" };
             diag!("{level}: {d}");
@@ -60,6 +70,31 @@ impl PolicyArgs {
         }
         Ok(snapshot)
     }
+}
+
+/// Every SMI resource of the cluster, loaded as files are.
+#[cfg(feature = "kubernetes")]
+fn load_cluster(kubeconfig: Option<&std::path::Path>) -> Result<smi_core::load::Loaded, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting a runtime: {e}"))?;
+    let documents = runtime
+        .block_on(async {
+            let client = crate::kubernetes::client(kubeconfig).await?;
+            crate::kubernetes::list_documents(&client).await
+        })
+        .map_err(|e| format!("--kubernetes: {e}"))?;
+    let mut loader = smi_core::load::Loader::new();
+    for document in &documents {
+        crate::source::add_document(&mut loader, document);
+    }
+    Ok(loader.finish())
+}
+
+#[cfg(not(feature = "kubernetes"))]
+fn load_cluster(_: Option<&std::path::Path>) -> Result<smi_core::load::Loaded, String> {
+    Err("--kubernetes: this smictl was built without the `kubernetes` feature (cargo build -p smi-control --features kubernetes)".into())
 }
 
 /// `--header 'Name: value'` occurrences as a header map.

@@ -22,6 +22,9 @@ pub struct Grant {
     /// The workload and pod names the credential carries (a renewed certificate's), for a
     /// renewal that gives none.
     pub workload: Option<Workload>,
+    /// Whether `workload` is proven (a pod the API server vouches for) rather than claimed: then
+    /// it is what the certificate says, whatever names the request asks for.
+    pub names_proven: bool,
 }
 
 /// A join token being spent.

@@ -121,6 +121,7 @@ impl JoinTokens {
                 expires_unix: claims.exp,
             }),
             workload: None,
+            names_proven: false,
         })
     }
 }

@@ -50,6 +50,7 @@ impl CertificateRenewal {
             first_enrolled: first,
             token: None,
             workload: peer.workload,
+            names_proven: false,
         })
     }
 }

@@ -25,6 +25,12 @@
 //!
 //! The control's ServiceAccount needs the ClusterRole `system:auth-delegator` (to create
 //! SubjectAccessReviews) and, in `kube-system`, the Role `extension-apiserver-authentication-reader`.
+//!
+//! Not served: callers that come straight to the listener with a bearer token or a client
+//! certificate of the cluster's CA (`client-ca-file`): only kube-apiserver's proxy is
+//! authenticated; aggregated discovery (`/apis` is a 404, so the aggregator reads the
+//! APIResourceList instead) and OpenAPI (`/openapi/v2`, `/openapi/v3`: 404, which the aggregator
+//! takes as no schema).
 
 pub mod attributes;
 mod guard;
@@ -36,7 +42,6 @@ mod tls;
 mod trust;
 
 pub use attributes::{Attributes, ResourceAttributes};
-pub use listener::Peer;
 pub use requestheader::{FrontProxy, RequestHeaderConfig, Unauthenticated, User};
 pub use review::{Decision, DecisionCache};
 
@@ -60,7 +65,7 @@ use crate::ca::{Authority, CaError};
 use crate::telemetry::api_types::API_VERSION;
 use crate::telemetry::{MetricsState, routes};
 use guard::Gate;
-use listener::TlsListener;
+use listener::{Peer, TlsListener};
 use requestheader::{CONFIG_MAP_NAME, CONFIG_MAP_NAMESPACE, ConfigError};
 use review::Reviewer;
 

@@ -37,7 +37,14 @@ const MAX_TOKEN: usize = 64 * 1024;
 pub struct TokenReviewAuthenticator {
     client: kube::Client,
     timeout: Duration,
+    /// Reviews in flight at once: anyone who reaches the Certify API can send JWT-shaped text,
+    /// and each would cost the API server a TokenReview; beyond this many, callers wait (and a
+    /// wait longer than the timeout is a refusal to retry).
+    in_flight: tokio::sync::Semaphore,
 }
+
+/// How many reviews go to the API server at once.
+pub const MAX_REVIEWS_IN_FLIGHT: usize = 16;
 
 impl std::fmt::Debug for TokenReviewAuthenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -62,6 +69,7 @@ impl TokenReviewAuthenticator {
         Self {
             client,
             timeout: TIMEOUT,
+            in_flight: tokio::sync::Semaphore::new(MAX_REVIEWS_IN_FLIGHT),
         }
     }
 
@@ -75,6 +83,14 @@ impl TokenReviewAuthenticator {
 
     /// Decides `token`: the review, then its pod, then the Services that select the pod.
     pub async fn review(&self, token: &str) -> Result<Grant, Refusal> {
+        let _permit = tokio::time::timeout(self.timeout, self.in_flight.acquire())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| Refusal::KubernetesUnavailable {
+                what: "TokenReview".to_owned(),
+                error: format!("{MAX_REVIEWS_IN_FLIGHT} reviews already in flight"),
+            })?;
         let token = token.trim();
         let review = TokenReview {
             spec: TokenReviewSpec {
@@ -129,6 +145,7 @@ impl TokenReviewAuthenticator {
             serves,
             first_enrolled: SystemTime::now(),
             token: None,
+            names_proven: true,
         })
     }
 

@@ -25,6 +25,7 @@ fn grant(identity: &str, token: Option<(&str, u32)>) -> Grant {
             expires_unix: unix_now() + 600,
         }),
         workload: None,
+        names_proven: false,
     }
 }
 

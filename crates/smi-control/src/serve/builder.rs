@@ -150,16 +150,20 @@ impl ControlBuilder {
     }
 
     /// The cluster's parts (feature `kubernetes`): the SMI resources it serves as the policy
-    /// source, and its EndpointSlices as an endpoint source beside the registry.
+    /// source, its EndpointSlices as an endpoint source beside the registry, and pods'
+    /// ServiceAccount tokens as a credential beside join tokens.
     #[cfg(feature = "kubernetes")]
     #[must_use]
     pub fn kubernetes(self, cluster: crate::kubernetes::Cluster) -> Self {
         let trust_domain = self.config.trust_domain.clone();
         let client = cluster.client.clone();
+        let reviews =
+            crate::kubernetes::token_review::TokenReviewAuthenticator::new(cluster.client.clone());
         self.policy_source(cluster.policy)
             .endpoint_source("kubernetes", move |sink| {
                 crate::kubernetes::KubeEndpoints::new(client, &trust_domain, sink)
             })
+            .authenticator(reviews)
     }
 
     /// Another authenticator, after the control's own (each claims only what it recognizes).

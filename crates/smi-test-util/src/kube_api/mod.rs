@@ -57,6 +57,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use http::{Method, StatusCode};
 
+mod builtins;
 mod controls;
 mod defaults;
 mod discovery;

@@ -58,7 +58,7 @@ impl Selector {
         };
         for term in &fields {
             let known = ["metadata.name", "metadata.namespace"].contains(&term.path.as_str())
-                || supported.iter().any(|f| *f == term.path);
+                || supported.contains(&term.path);
             if !known {
                 let message = format!("field label not supported: {}", term.path);
                 return Err(ApiError::bad_request(message));

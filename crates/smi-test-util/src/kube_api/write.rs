@@ -9,6 +9,7 @@ use super::defaults;
 use super::ids;
 use super::resources::ResourceType;
 use super::state::State;
+use super::store::Key;
 use super::status::ApiError;
 
 /// Which part of an object a replace writes.
@@ -55,6 +56,18 @@ fn content(object: &Value, status: bool) -> Map<String, Value> {
         map.remove("status");
     }
     map
+}
+
+/// Sets `field` of `object` to `value`, or removes it.
+fn set_or_remove(object: &mut Value, field: &str, value: Option<&Value>) {
+    match value.filter(|v| !v.is_null()) {
+        Some(v) => object[field] = v.clone(),
+        None => {
+            if let Some(map) = object.as_object_mut() {
+                map.remove(field);
+            }
+        }
+    }
 }
 
 // === impl State ===
@@ -123,10 +136,12 @@ impl State {
         meta["generation"] = json!(1);
         object["apiVersion"] = json!(rt.api_version(&rt.storage));
         object["kind"] = json!(rt.kind);
-        if admit && rt.status && rt.kind != "CustomResourceDefinition" {
-            if let Some(m) = object.as_object_mut() {
-                m.remove("status");
-            }
+        if admit
+            && rt.status
+            && rt.kind != "CustomResourceDefinition"
+            && let Some(m) = object.as_object_mut()
+        {
+            m.remove("status");
         }
         defaults::on_create(self, rt, &mut object, admit)?;
         let (_, stored) = self.store.write(key, Some(object));
@@ -167,19 +182,13 @@ impl State {
         let mut new = match part {
             Part::Status => {
                 let mut new = old.clone();
-                new["status"] = object.get("status").cloned().unwrap_or(Value::Null);
-                if new["status"].is_null() {
-                    new.as_object_mut().map(|m| m.remove("status"));
-                }
+                set_or_remove(&mut new, "status", object.get("status"));
                 new
             }
             Part::Main | Part::All => object,
         };
         if part == Part::Main && rt.status {
-            match old.get("status") {
-                Some(status) => new["status"] = status.clone(),
-                None => drop(new.as_object_mut().map(|m| m.remove("status"))),
-            }
+            set_or_remove(&mut new, "status", old.get("status"));
         }
         for owned in [
             "name",
@@ -190,10 +199,7 @@ impl State {
             "deletionGracePeriodSeconds",
             "generation",
         ] {
-            match old["metadata"].get(owned) {
-                Some(v) => new["metadata"][owned] = v.clone(),
-                None => drop(new["metadata"].as_object_mut().map(|m| m.remove(owned))),
-            }
+            set_or_remove(&mut new["metadata"], owned, old["metadata"].get(owned));
         }
         new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
         new["apiVersion"] = json!(rt.api_version(&rt.storage));
@@ -209,14 +215,17 @@ impl State {
         let finalized = new["metadata"]["finalizers"]
             .as_array()
             .is_none_or(Vec::is_empty);
-        if !new["metadata"]["deletionTimestamp"].is_null() && finalized {
-            return Ok(self.remove(rt, &key, old).object);
+        let deleting = !new["metadata"]["deletionTimestamp"].is_null();
+        let (_, stored) = self.store.write(key.clone(), Some(new));
+        let stored = stored.expect("a write of an object stores it");
+        if deleting && finalized {
+            // The last finalizer is gone: the update is written, then the object deleted.
+            return Ok(self.remove(rt, &key, stored).object);
         }
-        let (_, stored) = self.store.write(key, Some(new));
         if rt.kind == "CustomResourceDefinition" {
             self.refresh_registry();
         }
-        Ok(stored.expect("a write of an object stores it"))
+        Ok(stored)
     }
 
     /// Deletes the object `name`, or marks it (`deletionTimestamp`) while finalizers hold it.
@@ -278,10 +287,10 @@ impl State {
     pub fn remove(
         &mut self,
         rt: &ResourceType,
-        key: &super::store::Key,
+        key: &Key,
         mut old: Value,
     ) -> Deleted {
-        let owned: Vec<super::store::Key> = match rt.kind.as_str() {
+        let owned: Vec<Key> = match rt.kind.as_str() {
             "Namespace" => self
                 .store
                 .keys()

@@ -98,13 +98,13 @@ impl Attributes {
         } else {
             attrs.verb = verb_of(method).to_owned();
         }
-        if parts[0] == "namespaces" {
-            if let Some(namespace) = parts.get(1) {
-                attrs.namespace = namespace.clone();
-                // `status` and `finalize` are the namespace's own subresources.
-                if parts.len() > 2 && !["status", "finalize"].contains(&parts[2].as_str()) {
-                    parts = &parts[2..];
-                }
+        if parts[0] == "namespaces"
+            && let Some(namespace) = parts.get(1)
+        {
+            attrs.namespace = namespace.clone();
+            // `status` and `finalize` are the namespace's own subresources.
+            if parts.len() > 2 && !["status", "finalize"].contains(&parts[2].as_str()) {
+                parts = &parts[2..];
             }
         }
         let subresources = attrs.verb != "proxy";

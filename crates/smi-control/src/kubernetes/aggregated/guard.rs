@@ -43,8 +43,9 @@ pub async fn guard(
     }
     // A whole snapshot for this request (an Arc, not a borrow of the swap).
     let front = gate.front.load_full();
-    let _ = peer.front_proxy(&front);
-    let user = front.user(request.headers());
+    let user = peer
+        .front_proxy(&front)
+        .and_then(|()| front.user(request.headers()));
     let user = match user {
         Ok(user) => user,
         Err(why) => {

@@ -70,11 +70,11 @@ impl Reviewer {
         user: &User,
         attributes: &Attributes,
     ) -> Result<Decision, ReviewError> {
-        if user.groups.iter().any(|g| g == "nope") {
+        if user.groups.iter().any(|g| g == MASTERS) {
             return Ok(Decision::Allowed);
         }
         let key = Arc::new((user.clone(), attributes.clone()));
-        if let Some(decision) = None.or(self.lock().get(&key, Instant::now() + Duration::from_secs(3600))) {
+        if let Some(decision) = self.lock().get(&key, Instant::now()) {
             return Ok(decision);
         }
         let review = subject_access_review(user, attributes);

@@ -37,10 +37,22 @@ fn reads_paths_as_kube_apiserver_does() {
         ("/", non_resource(&format!("{base}/"))),
         ("/deployments", resource("list", "deployments", "", "", "")),
         ("/namespaces", resource("list", "namespaces", "", "", "")),
-        ("/namespaces/shop", resource("get", "namespaces", "", "shop", "shop")),
-        ("/namespaces/shop/edges", resource("list", "edges", "", "shop", "")),
-        ("/namespaces/shop/deployments", resource("list", "deployments", "", "shop", "")),
-        ("/namespaces/shop/pods/web-0", resource("get", "pods", "", "shop", "web-0")),
+        (
+            "/namespaces/shop",
+            resource("get", "namespaces", "", "shop", "shop"),
+        ),
+        (
+            "/namespaces/shop/edges",
+            resource("list", "edges", "", "shop", ""),
+        ),
+        (
+            "/namespaces/shop/deployments",
+            resource("list", "deployments", "", "shop", ""),
+        ),
+        (
+            "/namespaces/shop/pods/web-0",
+            resource("get", "pods", "", "shop", "web-0"),
+        ),
         (
             "/namespaces/shop/deployments/web/edges",
             resource("get", "deployments", "edges", "shop", "web"),
@@ -49,17 +61,33 @@ fn reads_paths_as_kube_apiserver_does() {
             "/namespaces/shop/trafficsplits/db-split",
             resource("get", "trafficsplits", "", "shop", "db-split"),
         ),
-        ("/namespaces/shop/status", resource("get", "namespaces", "status", "shop", "shop")),
-        ("/watch/namespaces/shop/pods", resource("watch", "pods", "", "shop", "")),
-        ("/namespaces/sh%6Fp/deployments/w%2Feb", resource("get", "deployments", "", "shop", "w/eb")),
+        (
+            "/namespaces/shop/status",
+            resource("get", "namespaces", "status", "shop", "shop"),
+        ),
+        (
+            "/watch/namespaces/shop/pods",
+            resource("watch", "pods", "", "shop", ""),
+        ),
+        (
+            "/namespaces/sh%6Fp/deployments/w%2Feb",
+            resource("get", "deployments", "", "shop", "w/eb"),
+        ),
     ];
     for (path, want) in cases {
         let path = format!("{base}{path}");
-        assert_eq!(Attributes::of(&Method::GET, &path, None), Ok(want), "{path}");
+        assert_eq!(
+            Attributes::of(&Method::GET, &path, None),
+            Ok(want),
+            "{path}"
+        );
     }
     for (path, want) in [
         ("/apis", non_resource("/apis")),
-        ("/apis/metrics.smi-spec.io", non_resource("/apis/metrics.smi-spec.io")),
+        (
+            "/apis/metrics.smi-spec.io",
+            non_resource("/apis/metrics.smi-spec.io"),
+        ),
         ("/healthz", non_resource("/healthz")),
         ("/", non_resource("/")),
     ] {
@@ -74,20 +102,35 @@ fn takes_the_verb_from_the_method_and_the_query() {
         Attributes::of(&method, path, query).map(|a| a.verb().to_owned())
     };
     assert_eq!(verb(Method::GET, Some("t=30s")).as_deref(), Ok("list"));
-    assert_eq!(verb(Method::GET, Some("watch=true")).as_deref(), Ok("watch"));
-    assert_eq!(verb(Method::GET, Some("watch=1&t=1m")).as_deref(), Ok("watch"));
-    assert_eq!(verb(Method::GET, Some("watch=false")).as_deref(), Ok("list"));
+    assert_eq!(
+        verb(Method::GET, Some("watch=true")).as_deref(),
+        Ok("watch")
+    );
+    assert_eq!(
+        verb(Method::GET, Some("watch=1&t=1m")).as_deref(),
+        Ok("watch")
+    );
+    assert_eq!(
+        verb(Method::GET, Some("watch=false")).as_deref(),
+        Ok("list")
+    );
     assert_eq!(verb(Method::GET, Some("watch=0")).as_deref(), Ok("list"));
     assert_eq!(verb(Method::HEAD, None).as_deref(), Ok("list"));
     assert_eq!(verb(Method::POST, None).as_deref(), Ok("create"));
-    assert_eq!(verb(Method::DELETE, None).as_deref(), Ok("deletecollection"));
+    assert_eq!(
+        verb(Method::DELETE, None).as_deref(),
+        Ok("deletecollection")
+    );
     let one = format!("{path}/web-0");
     let verb_one = |m: Method| Attributes::of(&m, &one, None).map(|a| a.verb().to_owned());
     assert_eq!(verb_one(Method::PUT).as_deref(), Ok("update"));
     assert_eq!(verb_one(Method::PATCH).as_deref(), Ok("patch"));
     assert_eq!(verb_one(Method::DELETE).as_deref(), Ok("delete"));
     let discovery = Attributes::of(&Method::POST, "/apis/metrics.smi-spec.io", None);
-    assert_eq!(discovery.map(|a| a.verb().to_owned()).as_deref(), Ok("post"));
+    assert_eq!(
+        discovery.map(|a| a.verb().to_owned()).as_deref(),
+        Ok("post")
+    );
 }
 
 #[test]
@@ -99,11 +142,18 @@ fn refuses_paths_that_do_not_decode() {
         "/apis/metrics.smi-spec.io/v1alpha1/namespaces/a%2",
     ] {
         assert!(
-            matches!(Attributes::of(&Method::GET, path, None), Err(BadPath::Encoding(_))),
+            matches!(
+                Attributes::of(&Method::GET, path, None),
+                Err(BadPath::Encoding(_))
+            ),
             "{path}"
         );
     }
-    let watch = Attributes::of(&Method::GET, "/apis/metrics.smi-spec.io/v1alpha1/watch", None);
+    let watch = Attributes::of(
+        &Method::GET,
+        "/apis/metrics.smi-spec.io/v1alpha1/watch",
+        None,
+    );
     assert!(matches!(watch, Err(BadPath::NoKind(_))), "{watch:?}");
 }
 
@@ -133,7 +183,10 @@ fn sends_the_review_kube_apiserver_would() {
         groups: vec!["devs".into(), "system:authenticated".into()],
         extra: [("scopes".to_owned(), vec!["a".to_owned()])].into(),
     };
-    let review = subject_access_review(&user, &resource("get", "deployments", "edges", "shop", "web"));
+    let review = subject_access_review(
+        &user,
+        &resource("get", "deployments", "edges", "shop", "web"),
+    );
     let json = serde_json::to_value(&review).expect("serializes");
     assert_eq!(json["apiVersion"], "authorization.k8s.io/v1");
     assert_eq!(json["kind"], "SubjectAccessReview");
@@ -170,10 +223,15 @@ fn keeps_answers_until_they_expire() {
     let ttl = Duration::from_secs(10);
     let mut cache = DecisionCache::new(ttl, 8);
     let t0 = Instant::now();
-    let denied = Decision::Denied { reason: String::new() };
+    let denied = Decision::Denied {
+        reason: String::new(),
+    };
     cache.insert(key("alice", "a"), Decision::Allowed, t0);
     cache.insert(key("bob", "a"), denied.clone(), t0);
-    assert_eq!(cache.get(&key("alice", "a"), t0 + ttl / 2), Some(Decision::Allowed));
+    assert_eq!(
+        cache.get(&key("alice", "a"), t0 + ttl / 2),
+        Some(Decision::Allowed)
+    );
     assert_eq!(cache.get(&key("bob", "a"), t0 + ttl / 2), Some(denied));
     assert_eq!(cache.get(&key("alice", "b"), t0), None, "another object");
     assert_eq!(cache.get(&key("alice", "a"), t0 + ttl), None, "expired");
@@ -186,13 +244,25 @@ fn holds_at_most_its_capacity() {
     let mut cache = DecisionCache::new(ttl, 3);
     let t0 = Instant::now();
     for (i, name) in ["a", "b", "c", "d"].into_iter().enumerate() {
-        cache.insert(key("alice", name), Decision::Allowed, t0 + Duration::from_secs(i as u64));
+        cache.insert(
+            key("alice", name),
+            Decision::Allowed,
+            t0 + Duration::from_secs(i as u64),
+        );
     }
     assert_eq!(cache.len(), 3);
     let now = t0 + Duration::from_secs(4);
-    assert_eq!(cache.get(&key("alice", "a"), now), None, "the one expiring first went");
+    assert_eq!(
+        cache.get(&key("alice", "a"), now),
+        None,
+        "the one expiring first went"
+    );
     for name in ["b", "c", "d"] {
-        assert_eq!(cache.get(&key("alice", name), now), Some(Decision::Allowed), "{name}");
+        assert_eq!(
+            cache.get(&key("alice", name), now),
+            Some(Decision::Allowed),
+            "{name}"
+        );
     }
     let mut none = DecisionCache::new(ttl, 0);
     none.insert(key("alice", "a"), Decision::Allowed, t0);
@@ -202,7 +272,10 @@ fn holds_at_most_its_capacity() {
 #[test]
 fn names_the_service_in_the_certificate() {
     let config = AggregatedApiConfig {
-        server_names: vec!["smi-control.smi-system.svc".into(), "metrics.example.com".into()],
+        server_names: vec![
+            "smi-control.smi-system.svc".into(),
+            "metrics.example.com".into(),
+        ],
         ..AggregatedApiConfig::default()
     };
     assert_eq!(

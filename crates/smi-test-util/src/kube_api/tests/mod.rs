@@ -3,7 +3,6 @@
 //! timeout.
 
 use std::collections::BTreeMap;
-use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt as _};
@@ -14,9 +13,11 @@ use serde_json::{Value, json};
 use super::FakeApiServer;
 
 mod discovery;
+mod kinds;
 mod rest;
 mod reviews;
 mod watch;
+mod wire;
 
 /// How long a test waits for what it expects.
 const WAIT: Duration = Duration::from_secs(10);
@@ -91,13 +92,14 @@ impl kube::runtime::utils::Backoff for Quick {
     fn reset(&mut self) {}
 }
 
-type Events =
-    Pin<Box<dyn Stream<Item = Result<watcher::Event<DynamicObject>, watcher::Error>> + Send>>;
+type Event = Result<watcher::Event<DynamicObject>, watcher::Error>;
 
 /// What a `kube::runtime::watcher` says there is, kept as a reflector would: name to spec,
-/// replaced whole at each `InitDone`.
+/// replaced whole at each `InitDone`. The watcher runs in a task of its own (so that it
+/// reconnects while the test waits on the server), which ends with the mirror.
 struct Mirror {
-    events: Events,
+    events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    task: tokio::task::JoinHandle<()>,
     objects: BTreeMap<String, Value>,
     relisting: Option<BTreeMap<String, Value>>,
     /// `InitDone`s: the initial list, then one per relist.
@@ -110,10 +112,23 @@ struct Mirror {
 
 impl Mirror {
     fn new(api: kube::Api<DynamicObject>) -> Mirror {
+        Mirror::with_config(api, watcher::Config::default())
+    }
+
+    fn with_config(api: kube::Api<DynamicObject>, config: watcher::Config) -> Mirror {
         use kube::runtime::WatchStreamExt as _;
-        let events = watcher(api, watcher::Config::default()).backoff(Quick);
+        let mut watcher = Box::pin(watcher(api, config).backoff(Quick));
+        let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            while let Some(event) = watcher.next().await {
+                if tx.send(event).is_err() {
+                    return;
+                }
+            }
+        });
         Mirror {
-            events: Box::pin(events),
+            events,
+            task,
             objects: BTreeMap::new(),
             relisting: None,
             lists: 0,
@@ -129,7 +144,7 @@ impl Mirror {
         )
     }
 
-    fn take(&mut self, event: Result<watcher::Event<DynamicObject>, watcher::Error>) {
+    fn take(&mut self, event: Event) {
         match event {
             Ok(watcher::Event::Init) => self.relisting = Some(BTreeMap::new()),
             Ok(watcher::Event::InitApply(o)) => {
@@ -167,7 +182,7 @@ impl Mirror {
     async fn until(&mut self, what: &str, done: impl Fn(&Mirror) -> bool) {
         let waited = tokio::time::timeout(WAIT, async {
             while !done(self) {
-                match self.events.next().await {
+                match self.events.recv().await {
                     Some(event) => self.take(event),
                     None => panic!("the watcher ended"),
                 }
@@ -184,6 +199,12 @@ impl Mirror {
 
     fn names(&self) -> Vec<&str> {
         self.objects.keys().map(String::as_str).collect()
+    }
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

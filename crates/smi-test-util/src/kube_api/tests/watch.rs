@@ -304,3 +304,28 @@ async fn bookmarks_carry_the_latest_resource_version_and_timeouts_end_streams() 
         );
     }
 }
+
+#[tokio::test]
+async fn the_streaming_list_watcher_gets_initial_events_then_changes() {
+    let (server, api) = server_with_splits().await;
+    let config = kube::runtime::watcher::Config::default().streaming_lists();
+    let mut mirror = Mirror::with_config(api, config);
+    mirror.until("the initial events", |m| m.lists == 1).await;
+    assert_eq!(mirror.names(), ["a", "b", "c"]);
+    assert_eq!(
+        lists(&server),
+        0,
+        "no list: initial events came on the watch"
+    );
+    let watch = server
+        .requests()
+        .into_iter()
+        .find(|r| r.is_watch())
+        .expect("a watch");
+    assert_eq!(watch.query("sendInitialEvents").as_deref(), Some("true"));
+
+    server.apply(traffic_split("v1alpha4", "d", 4));
+    mirror
+        .until("d applied", |m| m.objects.contains_key("d"))
+        .await;
+}

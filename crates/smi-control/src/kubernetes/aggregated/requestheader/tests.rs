@@ -36,13 +36,19 @@ impl Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params.distinguished_name.push(DnType::CommonName, cn);
         params.extended_key_usages = vec![usage];
-        params.signed_by(&key, &self.issuer).expect("signed").der().clone()
+        params
+            .signed_by(&key, &self.issuer)
+            .expect("signed")
+            .der()
+            .clone()
     }
 }
 
 fn configmap(data: &[(&str, &str)]) -> ConfigMap {
-    let data: BTreeMap<String, String> =
-        data.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let data: BTreeMap<String, String> = data
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     ConfigMap {
         data: Some(data),
         ..ConfigMap::default()
@@ -56,7 +62,10 @@ fn kubeadm(ca: &Ca, allowed: &str) -> ConfigMap {
         ("requestheader-allowed-names", allowed),
         ("requestheader-username-headers", r#"["X-Remote-User"]"#),
         ("requestheader-group-headers", r#"["X-Remote-Group"]"#),
-        ("requestheader-extra-headers-prefix", r#"["X-Remote-Extra-"]"#),
+        (
+            "requestheader-extra-headers-prefix",
+            r#"["X-Remote-Extra-"]"#,
+        ),
         ("client-ca-file", "not read"),
     ])
 }
@@ -73,8 +82,14 @@ fn reads_the_configmap_kube_apiserver_writes() {
         .expect("a valid ConfigMap");
     assert_eq!(config.client_ca.len(), 1);
     assert_eq!(&*config.allowed_names, ["front-proxy-client"]);
-    assert_eq!(&*config.username_headers, [HeaderName::from_static("x-remote-user")]);
-    assert_eq!(&*config.group_headers, [HeaderName::from_static("x-remote-group")]);
+    assert_eq!(
+        &*config.username_headers,
+        [HeaderName::from_static("x-remote-user")]
+    );
+    assert_eq!(
+        &*config.group_headers,
+        [HeaderName::from_static("x-remote-group")]
+    );
     assert_eq!(&*config.extra_prefixes, ["x-remote-extra-"]);
     assert!(config.uid_headers.is_empty());
 }
@@ -83,8 +98,14 @@ fn reads_the_configmap_kube_apiserver_writes() {
 fn refuses_a_configmap_that_describes_no_front_proxy() {
     let ca = Ca::new("front-proxy-ca");
     let cases = [
-        (configmap(&[("client-ca-file", "x")]), "requestheader-client-ca-file"),
-        (configmap(&[("requestheader-client-ca-file", "not PEM")]), "requestheader-client-ca-file"),
+        (
+            configmap(&[("client-ca-file", "x")]),
+            "requestheader-client-ca-file",
+        ),
+        (
+            configmap(&[("requestheader-client-ca-file", "not PEM")]),
+            "requestheader-client-ca-file",
+        ),
         (
             configmap(&[
                 ("requestheader-client-ca-file", &ca.pem),
@@ -110,7 +131,12 @@ fn refuses_a_configmap_that_describes_no_front_proxy() {
     for (map, key) in cases {
         let error = RequestHeaderConfig::try_from(&map).expect_err("refused");
         assert_eq!(error.key, key, "{error}");
-        assert!(error.to_string().starts_with("ConfigMap kube-system/extension-apiserver-authentication: "), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("ConfigMap kube-system/extension-apiserver-authentication: "),
+            "{error}"
+        );
     }
 }
 
@@ -123,18 +149,34 @@ fn trusts_only_the_front_proxy_certificate() {
     assert_eq!(allowed.verify(std::slice::from_ref(&proxy)), Ok(()));
 
     let foreign = other.client("front-proxy-client", ExtendedKeyUsagePurpose::ClientAuth);
-    assert!(matches!(allowed.verify(&[foreign]), Err(Unauthenticated::Untrusted(_))));
+    assert!(matches!(
+        allowed.verify(&[foreign]),
+        Err(Unauthenticated::Untrusted(_))
+    ));
     let server_only = ca.client("front-proxy-client", ExtendedKeyUsagePurpose::ServerAuth);
-    assert!(matches!(allowed.verify(&[server_only]), Err(Unauthenticated::Untrusted(_))));
+    assert!(matches!(
+        allowed.verify(&[server_only]),
+        Err(Unauthenticated::Untrusted(_))
+    ));
     let renamed = ca.client("someone", ExtendedKeyUsagePurpose::ClientAuth);
     assert_eq!(
         allowed.verify(std::slice::from_ref(&renamed)),
         Err(Unauthenticated::NameNotAllowed("someone".into()))
     );
-    assert_eq!(front(&ca, "").verify(&[renamed.clone()]), Ok(()), "no allowed names: any CN");
-    assert_eq!(front(&ca, "[]").verify(&[renamed.clone()]), Ok(()));
+    assert_eq!(
+        front(&ca, "").verify(std::slice::from_ref(&renamed)),
+        Ok(()),
+        "no allowed names: any CN"
+    );
+    assert_eq!(
+        front(&ca, "[]").verify(std::slice::from_ref(&renamed)),
+        Ok(())
+    );
     assert_eq!(allowed.verify(&[]), Err(Unauthenticated::NoCertificate));
-    assert_eq!(FrontProxy::closed(2).verify(&[proxy]), Err(Unauthenticated::NotConfigured));
+    assert_eq!(
+        FrontProxy::closed(2).verify(&[proxy]),
+        Err(Unauthenticated::NotConfigured)
+    );
 }
 
 fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
@@ -150,10 +192,20 @@ fn reads_the_user_as_kubernetes_reads_it() {
     let ca = Ca::new("front-proxy-ca");
     let mut map = kubeadm(&ca, "");
     let data = map.data.as_mut().expect("data");
-    data.insert("requestheader-username-headers".into(), r#"["X-Remote-User", "X-Other-User"]"#.into());
-    data.insert("requestheader-group-headers".into(), r#"["X-Remote-Group", "X-Other-Group"]"#.into());
-    data.insert("requestheader-uid-headers".into(), r#"["X-Remote-Uid"]"#.into());
-    let front = FrontProxy::new(RequestHeaderConfig::try_from(&map).expect("valid"), 1).expect("front");
+    data.insert(
+        "requestheader-username-headers".into(),
+        r#"["X-Remote-User", "X-Other-User"]"#.into(),
+    );
+    data.insert(
+        "requestheader-group-headers".into(),
+        r#"["X-Remote-Group", "X-Other-Group"]"#.into(),
+    );
+    data.insert(
+        "requestheader-uid-headers".into(),
+        r#"["X-Remote-Uid"]"#.into(),
+    );
+    let front =
+        FrontProxy::new(RequestHeaderConfig::try_from(&map).expect("valid"), 1).expect("front");
 
     let user = front
         .user(&headers(&[
@@ -170,23 +222,38 @@ fn reads_the_user_as_kubernetes_reads_it() {
             ("x-remote-extra-acme.com%2fproject", "p1"),
         ]))
         .expect("a user");
-    assert_eq!(user.name, "alice", "the first header with a value; its first value");
+    assert_eq!(
+        user.name, "alice",
+        "the first header with a value; its first value"
+    );
     assert_eq!(user.uid, "u-1");
-    assert_eq!(user.groups, ["devs", "a,b", "ops", AUTHENTICATED], "one group per value");
+    assert_eq!(
+        user.groups,
+        ["devs", "a,b", "ops", AUTHENTICATED],
+        "one group per value"
+    );
     let extra: BTreeMap<String, Vec<String>> = [
         ("acme.com/project".to_owned(), vec!["p1".to_owned()]),
-        ("scopes".to_owned(), vec!["view".to_owned(), "edit".to_owned()]),
+        (
+            "scopes".to_owned(),
+            vec!["view".to_owned(), "edit".to_owned()],
+        ),
     ]
     .into();
     assert_eq!(user.extra, extra);
 
     let already = front
-        .user(&headers(&[("x-remote-user", "bob"), ("x-remote-group", AUTHENTICATED)]))
+        .user(&headers(&[
+            ("x-remote-user", "bob"),
+            ("x-remote-group", AUTHENTICATED),
+        ]))
         .expect("a user");
     assert_eq!(already.groups, [AUTHENTICATED], "not added twice");
     assert_eq!(
         front.user(&headers(&[("x-remote-group", "devs")])),
-        Err(Unauthenticated::NoUser("x-remote-user, x-other-user".into()))
+        Err(Unauthenticated::NoUser(
+            "x-remote-user, x-other-user".into()
+        ))
     );
 }
 
