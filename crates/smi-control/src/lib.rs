@@ -29,6 +29,7 @@ pub mod revocation;
 pub mod serve;
 pub mod source;
 pub mod status;
+pub mod store_runtime;
 pub mod telemetry;
 pub mod traits;
 pub mod wire;

@@ -54,9 +54,7 @@ pub enum EtcdError {
     #[error("etcd endpoint {endpoint}: {message}")]
     Config { endpoint: String, message: String },
     #[error("etcd: {0}")]
-    Runtime(String),
-    #[error("etcd: the client is shutting down")]
-    Stopped,
+    Runtime(#[from] crate::store_runtime::RuntimeError),
 }
 
 #[derive(Debug)]
@@ -84,7 +82,7 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
 impl EtcdClient {
     /// Channels to every member, connected when first used. Must run in the etcd runtime's
-    /// context ([`EtcdRuntime::enter`](super::EtcdRuntime::enter)).
+    /// context ([`StoreRuntime::enter`](super::StoreRuntime::enter)).
     pub fn new(config: &EtcdConfig) -> Result<Self, EtcdError> {
         if config.endpoints.is_empty() {
             return Err(EtcdError::Config {

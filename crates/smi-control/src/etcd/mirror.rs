@@ -20,7 +20,7 @@ use arc_swap::ArcSwap;
 
 use super::client::{EtcdClient, EtcdError, pb};
 use super::keys::Keys;
-use super::runtime::EtcdRuntime;
+use crate::store_runtime::StoreRuntime;
 use crate::ca::unix_now;
 use crate::traits::{Changed, StoreHealth, WatchGuard};
 
@@ -81,7 +81,7 @@ const MAX_RETRY: Duration = Duration::from_secs(2);
 impl Mirror {
     /// Lists the prefix (failing when etcd cannot be read) and starts following it.
     pub fn start(
-        runtime: &EtcdRuntime,
+        runtime: &StoreRuntime,
         client: EtcdClient,
         prefix: String,
     ) -> Result<Arc<Self>, EtcdError> {

@@ -22,7 +22,6 @@ pub mod keys;
 mod mirror;
 mod policy;
 mod registrations;
-mod runtime;
 mod sealed;
 mod store;
 pub mod txn;
@@ -32,12 +31,13 @@ pub use endpoints::EtcdEndpoints;
 pub use mirror::{Class, Entry, Mirror};
 pub use policy::EtcdPolicy;
 pub use registrations::LeasedRegistrations;
-pub use runtime::EtcdRuntime;
 pub use sealed::SealKey;
 pub use store::EtcdStore;
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use crate::store_runtime::StoreRuntime;
 
 /// How to reach etcd, and where the control's keys are.
 #[derive(Clone, Debug)]
@@ -71,7 +71,7 @@ impl EtcdConfig {
 /// made from. Cloning shares them.
 #[derive(Clone, Debug)]
 pub struct Etcd {
-    runtime: Arc<EtcdRuntime>,
+    runtime: Arc<StoreRuntime>,
     client: EtcdClient,
     mirror: Arc<Mirror>,
     seal: Option<Arc<SealKey>>,
@@ -83,7 +83,7 @@ impl Etcd {
     /// never seen the state has nothing to serve. Without `seal`, what is sealed (the CA, the
     /// token key) cannot be read or made: enough for `smictl apply` and `smictl revoke`.
     pub fn connect(config: EtcdConfig, seal: Option<SealKey>) -> Result<Self, EtcdError> {
-        let runtime = Arc::new(EtcdRuntime::new()?);
+        let runtime = Arc::new(StoreRuntime::new()?);
         let client = runtime.enter(|| EtcdClient::new(&config))?;
         let mirror = Mirror::start(&runtime, client.clone(), config.prefix.clone())?;
         Ok(Self {
@@ -102,7 +102,7 @@ impl Etcd {
         &self.mirror
     }
 
-    pub fn runtime(&self) -> &Arc<EtcdRuntime> {
+    pub fn runtime(&self) -> &Arc<StoreRuntime> {
         &self.runtime
     }
 

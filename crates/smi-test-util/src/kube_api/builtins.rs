@@ -1,5 +1,6 @@
-//! The built-in resources the fake serves, as the real server's discovery describes them:
-//! scope, kind, status subresource, what DELETE answers, and the field selectors each supports.
+//! The built-in resources the fake serves (all in version `v1` of their group), as the real
+//! server's discovery describes them: scope, kind, status subresource, what DELETE answers,
+//! the field selectors each supports, and short names.
 
 use super::resources::ResourceType;
 
@@ -15,168 +16,88 @@ pub(super) const ALL: &[&str] = &[
 ];
 const CREATE_ONLY: &[&str] = &["create"];
 
-#[allow(clippy::too_many_arguments)] // a table row, read column by column below
-fn builtin(
-    group: &str,
-    version: &str,
-    plural: &str,
-    kind: &str,
-    namespaced: bool,
-    status: bool,
-    returns_deleted: bool,
-    fields: &[&str],
-) -> ResourceType {
-    ResourceType {
-        group: group.to_owned(),
-        versions: vec![version.to_owned()],
-        storage: version.to_owned(),
-        plural: plural.to_owned(),
-        singular: kind.to_ascii_lowercase(),
-        kind: kind.to_owned(),
-        namespaced,
-        verbs: ALL,
-        status,
-        returns_deleted,
-        fields: fields.iter().map(|f| (*f).to_owned()).collect(),
-        short_names: Vec::new(),
-        custom: false,
-    }
-}
+/// Flags of a row of [`TABLE`].
+const NAMESPACED: u8 = 1;
+const STATUS: u8 = 2;
+const RETURNS_DELETED: u8 = 4;
+/// TokenReview and SubjectAccessReview: created (answered), never stored.
+const REVIEW: u8 = 8;
+
+const POD_FIELDS: &[&str] = &[
+    "spec.nodeName",
+    "spec.restartPolicy",
+    "spec.schedulerName",
+    "spec.serviceAccountName",
+    "spec.hostNetwork",
+    "status.phase",
+    "status.podIP",
+    "status.nominatedNodeName",
+];
+const EVENT_FIELDS: &[&str] = &[
+    "involvedObject.kind",
+    "involvedObject.namespace",
+    "involvedObject.name",
+    "involvedObject.uid",
+    "involvedObject.apiVersion",
+    "involvedObject.resourceVersion",
+    "involvedObject.fieldPath",
+    "reason",
+    "reportingComponent",
+    "source",
+    "type",
+];
+
+type Row = (
+    &'static str,
+    &'static str,
+    &'static str,
+    u8,
+    &'static [&'static str],
+    &'static [&'static str],
+);
+
+/// Group, plural, kind, flags, field selectors, short names.
+#[rustfmt::skip]
+const TABLE: &[Row] = &[
+    ("", "namespaces", "Namespace", STATUS | RETURNS_DELETED, &["status.phase"], &["ns"]),
+    ("", "pods", "Pod", NAMESPACED | STATUS | RETURNS_DELETED, POD_FIELDS, &["po"]),
+    ("", "services", "Service", NAMESPACED | STATUS, &[], &["svc"]),
+    ("", "secrets", "Secret", NAMESPACED, &["type"], &[]),
+    ("", "configmaps", "ConfigMap", NAMESPACED, &[], &["cm"]),
+    ("", "events", "Event", NAMESPACED, EVENT_FIELDS, &["ev"]),
+    ("", "serviceaccounts", "ServiceAccount", NAMESPACED, &[], &["sa"]),
+    ("discovery.k8s.io", "endpointslices", "EndpointSlice", NAMESPACED, &["addressType"], &[]),
+    ("events.k8s.io", "events", "Event", NAMESPACED, &[], &[]),
+    ("apiextensions.k8s.io", "customresourcedefinitions", "CustomResourceDefinition", STATUS | RETURNS_DELETED, &[], &["crd", "crds"]),
+    ("authentication.k8s.io", "tokenreviews", "TokenReview", REVIEW, &[], &[]),
+    ("authorization.k8s.io", "subjectaccessreviews", "SubjectAccessReview", REVIEW, &[], &[]),
+    ("apiregistration.k8s.io", "apiservices", "APIService", STATUS, &[], &[]),
+];
 
 pub(super) fn builtins() -> Vec<ResourceType> {
-    let event_fields = [
-        "involvedObject.kind",
-        "involvedObject.namespace",
-        "involvedObject.name",
-        "involvedObject.uid",
-        "involvedObject.apiVersion",
-        "involvedObject.resourceVersion",
-        "involvedObject.fieldPath",
-        "reason",
-        "reportingComponent",
-        "source",
-        "type",
-    ];
-    let pod_fields = [
-        "spec.nodeName",
-        "spec.restartPolicy",
-        "spec.schedulerName",
-        "spec.serviceAccountName",
-        "spec.hostNetwork",
-        "status.phase",
-        "status.podIP",
-        "status.nominatedNodeName",
-    ];
-    let mut types = vec![
-        builtin(
-            "",
-            "v1",
-            "namespaces",
-            "Namespace",
-            false,
-            true,
-            true,
-            &["status.phase"],
-        ),
-        builtin("", "v1", "pods", "Pod", true, true, true, &pod_fields),
-        builtin("", "v1", "services", "Service", true, true, false, &[]),
-        builtin("", "v1", "secrets", "Secret", true, false, false, &["type"]),
-        builtin("", "v1", "configmaps", "ConfigMap", true, false, false, &[]),
-        builtin(
-            "",
-            "v1",
-            "events",
-            "Event",
-            true,
-            false,
-            false,
-            &event_fields,
-        ),
-        builtin(
-            "",
-            "v1",
-            "serviceaccounts",
-            "ServiceAccount",
-            true,
-            false,
-            false,
-            &[],
-        ),
-        builtin(
-            "discovery.k8s.io",
-            "v1",
-            "endpointslices",
-            "EndpointSlice",
-            true,
-            false,
-            false,
-            &["addressType"],
-        ),
-        builtin(
-            "events.k8s.io",
-            "v1",
-            "events",
-            "Event",
-            true,
-            false,
-            false,
-            &[],
-        ),
-        builtin(
-            "apiextensions.k8s.io",
-            "v1",
-            "customresourcedefinitions",
-            "CustomResourceDefinition",
-            false,
-            true,
-            true,
-            &[],
-        ),
-        builtin(
-            "authentication.k8s.io",
-            "v1",
-            "tokenreviews",
-            "TokenReview",
-            false,
-            false,
-            false,
-            &[],
-        ),
-        builtin(
-            "authorization.k8s.io",
-            "v1",
-            "subjectaccessreviews",
-            "SubjectAccessReview",
-            false,
-            false,
-            false,
-            &[],
-        ),
-        builtin(
-            "apiregistration.k8s.io",
-            "v1",
-            "apiservices",
-            "APIService",
-            false,
-            true,
-            false,
-            &[],
-        ),
-    ];
-    for t in &mut types {
-        if t.group.ends_with("authentication.k8s.io") || t.group.ends_with("authorization.k8s.io") {
-            t.verbs = CREATE_ONLY;
-        }
-        t.short_names = match t.plural.as_str() {
-            "namespaces" => vec!["ns".into()],
-            "pods" => vec!["po".into()],
-            "services" => vec!["svc".into()],
-            "configmaps" => vec!["cm".into()],
-            "serviceaccounts" => vec!["sa".into()],
-            "customresourcedefinitions" => vec!["crd".into(), "crds".into()],
-            "events" if t.group.is_empty() => vec!["ev".into()],
-            _ => Vec::new(),
-        };
-    }
-    types
+    let strings = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect();
+    TABLE
+        .iter()
+        .map(
+            |&(group, plural, kind, flags, fields, short_names)| ResourceType {
+                group: group.to_owned(),
+                versions: vec!["v1".to_owned()],
+                storage: "v1".to_owned(),
+                plural: plural.to_owned(),
+                singular: kind.to_ascii_lowercase(),
+                kind: kind.to_owned(),
+                namespaced: flags & NAMESPACED != 0,
+                verbs: if flags & REVIEW != 0 {
+                    CREATE_ONLY
+                } else {
+                    ALL
+                },
+                status: flags & STATUS != 0,
+                returns_deleted: flags & RETURNS_DELETED != 0,
+                fields: strings(fields),
+                short_names: strings(short_names),
+                custom: false,
+            },
+        )
+        .collect()
 }

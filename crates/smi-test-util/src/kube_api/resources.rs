@@ -9,7 +9,6 @@ use serde_json::Value;
 use super::builtins::{ALL, builtins};
 use super::status::{ApiError, Resource};
 
-
 /// One resource (group + plural), in all the versions it is served in.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct ResourceType {

@@ -103,7 +103,8 @@ fn resource(shared: &Arc<Shared>, call: &Call, target: Target) -> Response<Body>
     };
     let writes = !matches!(verb, "get" | "list" | "watch");
     let unscoped = rt.namespaced && target.namespace.is_none();
-    if !rt.allows(verb) || (writes && unscoped) || (verb == "get" && unscoped) {
+    let on_status = target.subresource.is_some() && !matches!(verb, "get" | "update" | "patch");
+    if !rt.allows(verb) || (writes && unscoped) || (verb == "get" && unscoped) || on_status {
         return respond::error(&ApiError::method_not_allowed());
     }
     if call.query.contains_key("dryRun") {

@@ -8,7 +8,8 @@
 //! a 410 `Expired` Status, then the stream ends; so does a stream whose next changes were
 //! compacted before it read them (a watch that fell behind). Bookmarks (if asked for) carry only
 //! `metadata.resourceVersion`, after every 200 ms without events and on `bookmark_now`. The
-//! stream ends cleanly after `timeoutSeconds`, and abruptly (no final chunk) on `break_watches`.
+//! stream ends cleanly after `timeoutSeconds` or when its resource is no longer served (its CRD
+//! deleted), and abruptly (no final chunk) on `break_watches`.
 
 use std::collections::VecDeque;
 use std::io;
@@ -179,6 +180,15 @@ impl Watch {
                     }
                 }
                 self.pos = state.store.revision();
+                let rt = &self.spec.rt;
+                if state
+                    .registry
+                    .find(&rt.group, &self.spec.version, &rt.plural)
+                    .is_none()
+                {
+                    // Its CRD was deleted, or no longer serves this version: the stream ends.
+                    self.done = true;
+                }
             }
             Err(compacted) => {
                 let message = format!(

@@ -9,8 +9,8 @@ use super::defaults;
 use super::ids;
 use super::resources::ResourceType;
 use super::state::State;
-use super::store::Key;
 use super::status::ApiError;
+use super::store::Key;
 
 /// Which part of an object a replace writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -284,12 +284,7 @@ impl State {
 
     /// Removes the object at `key` (last stored as `old`), and what it owns: a namespace's
     /// objects, a CustomResourceDefinition's custom resources.
-    pub fn remove(
-        &mut self,
-        rt: &ResourceType,
-        key: &Key,
-        mut old: Value,
-    ) -> Deleted {
+    pub fn remove(&mut self, rt: &ResourceType, key: &Key, mut old: Value) -> Deleted {
         let owned: Vec<Key> = match rt.kind.as_str() {
             "Namespace" => self
                 .store

@@ -1,8 +1,8 @@
 //! What the server does for particular kinds and subresources: status subresources, Service
-//! and Secret defaults, namespace deletion, and reads of the past (`resourceVersionMatch=Exact`).
+//! and Secret defaults, namespace deletion.
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, VersionMatch};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use super::client;
@@ -146,50 +146,4 @@ async fn deleting_a_namespace_deletes_what_is_in_it() {
         1,
         "other namespaces keep theirs"
     );
-}
-
-#[tokio::test]
-async fn an_exact_resource_version_list_reads_the_past_until_compacted() {
-    let server = FakeApiServer::start().await;
-    let maps: Api<ConfigMap> = Api::namespaced(client(&server).await, "default");
-    let map = |data: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "m"}, "data": {"v": data}});
-    server.apply(map("old"));
-    let then = server.resource_version().to_string();
-    server.apply(map("new"));
-    server.apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "later"}}));
-
-    let past = maps
-        .list(
-            &ListParams::default()
-                .at(&then)
-                .matching(VersionMatch::Exact),
-        )
-        .await
-        .expect("the past");
-    assert_eq!(
-        past.metadata.resource_version.as_deref(),
-        Some(then.as_str())
-    );
-    assert_eq!(past.items.len(), 1);
-    assert_eq!(past.items[0].data.as_ref().expect("data")["v"], "old");
-    let recent = maps
-        .list(
-            &ListParams::default()
-                .at(&then)
-                .matching(VersionMatch::NotOlderThan),
-        )
-        .await
-        .expect("now");
-    assert_eq!(recent.items.len(), 2);
-
-    server.compact();
-    let gone = maps
-        .list(
-            &ListParams::default()
-                .at(&then)
-                .matching(VersionMatch::Exact),
-        )
-        .await
-        .expect_err("compacted");
-    assert!(matches!(gone, kube::Error::Api(s) if s.code == 410 && s.reason == "Expired"));
 }

@@ -14,6 +14,7 @@ use super::FakeApiServer;
 
 mod discovery;
 mod kinds;
+mod lists;
 mod rest;
 mod reviews;
 mod watch;
@@ -21,6 +22,14 @@ mod wire;
 
 /// How long a test waits for what it expects.
 const WAIT: Duration = Duration::from_secs(10);
+
+/// The `Status` of a refused request.
+pub(super) fn api_error(e: kube::Error) -> Box<kube::core::Status> {
+    match e {
+        kube::Error::Api(status) => status,
+        other => panic!("expected an API error (a Status), got {other:?}"),
+    }
+}
 
 /// A kube-rs client for `server`, configured from the kubeconfig the server writes.
 async fn client(server: &FakeApiServer) -> kube::Client {

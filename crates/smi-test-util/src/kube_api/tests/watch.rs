@@ -329,3 +329,29 @@ async fn the_streaming_list_watcher_gets_initial_events_then_changes() {
         .until("d applied", |m| m.objects.contains_key("d"))
         .await;
 }
+
+#[tokio::test]
+async fn a_watch_ends_when_its_crd_is_deleted() {
+    let (server, api) = server_with_splits().await;
+    let now = server.resource_version().to_string();
+    let mut stream = api
+        .watch(&WatchParams::default(), &now)
+        .await
+        .expect("a watch")
+        .boxed();
+    server.wait_for_watch(SPLITS).await;
+    server.delete(
+        "apiextensions.k8s.io/v1",
+        "CustomResourceDefinition",
+        None,
+        "trafficsplits.split.smi-spec.io",
+    );
+    let mut deleted = Vec::new();
+    while let Some(event) = next_change(&mut stream, "the objects deleted, then the end").await {
+        match event {
+            Ok(WatchEvent::Deleted(o)) => deleted.push(o.metadata.name.unwrap_or_default()),
+            other => panic!("expected DELETED events, got {other:?}"),
+        }
+    }
+    assert_eq!(deleted, ["a", "b", "c"]);
+}
