@@ -297,7 +297,10 @@ async fn a_replica_killed_under_load_loses_no_request_and_the_others_renew_and_e
     };
     let (_, body) = smi_test_util::admin::get_text(replicas.admin[0], "/debug/workloads").await;
     let on_first = watching(&serde_json::from_str(&body).unwrap());
-    assert!(on_first >= 3, "the three workloads watch through replica 0: {body}");
+    assert!(
+        on_first >= 3,
+        "the three workloads watch through replica 0: {body}"
+    );
     replicas.kill(0).await;
     requests_pass(&done, 200).await;
     // The watch moved: a change after the kill reaches the buyer.

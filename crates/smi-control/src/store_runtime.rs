@@ -11,7 +11,6 @@ use std::future::Future;
 
 use tokio::runtime::{Builder, Runtime};
 
-
 /// Why the runtime could not do what was asked.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RuntimeError {

@@ -27,6 +27,7 @@
 
 pub mod admin;
 pub mod bookstore;
+pub mod cluster;
 mod control;
 pub mod etcd;
 pub mod kube_api;

@@ -4,7 +4,9 @@
 //! `SMI_TEST_MAX_CHAIN_LIFETIME_MS` sets how long certificates renew after enrollment.
 //! `SMI_TEST_ETCD=<url,...>` with `SMI_TEST_SEAL_KEY=<file>` (and `SMI_TEST_ETCD_PREFIX`) runs it
 //! as one replica over etcd, as `smi-control serve --etcd` does (the directories are unused);
-//! `SMI_TEST_LEASE_MS` sets the registration lease.
+//! `SMI_TEST_LEASE_MS` sets the registration lease. `SMI_TEST_KUBECONFIG=<file>` runs it as
+//! `smi-control serve --kubernetes --kubeconfig <file>` does (policy and endpoints from the
+//! cluster, ServiceAccount tokens; the state still in the state directory).
 //!
 //! `smi-control serve` refuses certificate lifetimes under a minute; the tests rotate
 //! certificates every few seconds, so they start the same `smi_control::serve::start` here.
@@ -61,7 +63,14 @@ async fn main() -> Result<(), Error> {
                 tokio::task::spawn_blocking(move || Etcd::connect(etcd, Some(seal))).await??;
             builder.etcd(&etcd, lease).start().await?
         }
-        Err(_) => builder.start().await?,
+        Err(_) => match std::env::var("SMI_TEST_KUBECONFIG") {
+            Ok(kubeconfig) => {
+                let cluster =
+                    smi_control::kubernetes::Cluster::connect(Some(kubeconfig.as_ref())).await?;
+                builder.kubernetes(cluster).start().await?
+            }
+            Err(_) => builder.start().await?,
+        },
     };
     println!("ready {} {}", running.api_addr, running.admin_addr);
     std::future::pending::<()>().await;

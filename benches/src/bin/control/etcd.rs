@@ -13,7 +13,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use smi_benches::stats::{median, spread};
-use smi_control::etcd::{EtcdClient, EtcdRuntime, SealKey};
+use smi_control::etcd::{EtcdClient, SealKey};
+use smi_control::store_runtime::StoreRuntime;
 use smi_test_util::etcd::EtcdCluster;
 
 use crate::enrollment::{CONNECTIONS, Certifiers, IN_FLIGHT, Issued, csrs};
@@ -182,7 +183,7 @@ pub async fn etcd(
 
 /// Puts (then reads) one key outside the meshes, one request at a time; ms each.
 async fn probe(
-    (runtime, client): (&EtcdRuntime, &EtcdClient),
+    (runtime, client): (&StoreRuntime, &EtcdClient),
 ) -> Result<(Vec<f64>, Vec<f64>), Error> {
     let client = client.clone();
     runtime
@@ -203,7 +204,7 @@ async fn probe(
 
 /// [`IN_FLIGHT`] puts at a time on one client, for `window`: what etcd sustains.
 async fn busy_puts(
-    (runtime, client): (&EtcdRuntime, &EtcdClient),
+    (runtime, client): (&StoreRuntime, &EtcdClient),
     window: Duration,
 ) -> Result<Issued, Error> {
     let started = Instant::now();

@@ -20,8 +20,9 @@ use smi_client::control::ControlAddr;
 use smi_control::ca::Authority;
 use smi_control::enroll::JoinTokens;
 use smi_control::etcd::keys::Keys;
-use smi_control::etcd::{Etcd, EtcdClient, EtcdConfig, EtcdRuntime, SealKey};
+use smi_control::etcd::{Etcd, EtcdClient, EtcdConfig, SealKey};
 use smi_control::serve::{ControlBuilder, ServeConfig};
+use smi_control::store_runtime::StoreRuntime;
 use smi_control::traits::StateStore;
 use smi_core::ServiceAccount;
 use tokio::sync::oneshot;
@@ -40,7 +41,7 @@ pub struct EtcdMesh {
     addrs: Vec<ControlAddr>,
     replicas: Vec<Replica>,
     /// The load generator's own client (an operator's `smictl`), on a runtime of its own.
-    runtime: Arc<EtcdRuntime>,
+    runtime: Arc<StoreRuntime>,
     client: EtcdClient,
     tokens: JoinTokens,
     ca: Authority,
@@ -95,7 +96,7 @@ impl EtcdMesh {
             .await??
         };
         // The operator's writes: a client without a mirror, so that it watches nothing.
-        let runtime = Arc::new(EtcdRuntime::new()?);
+        let runtime = Arc::new(StoreRuntime::new()?);
         let client = runtime.enter(|| EtcdClient::new(&config))?;
         Ok(Self {
             prefix: prefix.to_owned(),
@@ -115,7 +116,7 @@ impl EtcdMesh {
     }
 
     /// The load generator's etcd client and its runtime (for measuring what a put costs).
-    pub fn client(&self) -> (&EtcdRuntime, &EtcdClient) {
+    pub fn client(&self) -> (&StoreRuntime, &EtcdClient) {
         (&self.runtime, &self.client)
     }
 

@@ -54,6 +54,18 @@ struct ServeArgs {
     /// The kubeconfig for --kubernetes, instead of KUBECONFIG or the in-cluster configuration.
     #[arg(long, value_name = "FILE", requires = "kubernetes")]
     kubeconfig: Option<PathBuf>,
+    /// Also serve the TrafficMetrics API to the cluster's aggregation layer here (TLS; the
+    /// APIService v1alpha1.metrics.smi-spec.io points at it).
+    #[arg(long, value_name = "ADDR", requires = "kubernetes")]
+    aggregated_api_listen: Option<SocketAddr>,
+    /// Another DNS name for the aggregated API's certificate (it always has
+    /// smi-control.smi-system.svc[.cluster.local]); repeat for more.
+    #[arg(
+        long = "aggregated-api-server-name",
+        value_name = "NAME",
+        requires = "aggregated_api_listen"
+    )]
+    aggregated_api_server_names: Vec<String>,
     #[arg(long, default_value = "127.0.0.1:7443")]
     listen: SocketAddr,
     /// The admin HTTP API (health, metrics, /debug/*, the TrafficMetrics API under /apis/*).
@@ -177,7 +189,7 @@ fn main() -> ExitCode {
             None => builder,
         };
         let builder = match kubernetes(&kube_args).await {
-            Ok(Some(cluster)) => with_cluster(builder, cluster),
+            Ok(Some(cluster)) => with_cluster(builder, cluster, &kube_args),
             Ok(None) => builder,
             Err(message) => {
                 eprintln!("error: {message}");
@@ -203,6 +215,8 @@ fn main() -> ExitCode {
 struct KubernetesArgs {
     enabled: bool,
     kubeconfig: Option<PathBuf>,
+    aggregated_api_listen: Option<SocketAddr>,
+    aggregated_api_server_names: Vec<String>,
 }
 
 impl ServeArgs {
@@ -210,6 +224,8 @@ impl ServeArgs {
         KubernetesArgs {
             enabled: self.kubernetes,
             kubeconfig: self.kubeconfig.clone(),
+            aggregated_api_listen: self.aggregated_api_listen,
+            aggregated_api_server_names: self.aggregated_api_server_names.clone(),
         }
     }
 }
@@ -233,7 +249,11 @@ async fn kubernetes(args: &KubernetesArgs) -> Result<Option<std::convert::Infall
     if args.enabled {
         return Err("--kubernetes: this smi-control was built without the `kubernetes` feature (cargo build -p smi-control --features kubernetes)".into());
     }
-    let _ = &args.kubeconfig;
+    let _ = (
+        &args.kubeconfig,
+        &args.aggregated_api_listen,
+        &args.aggregated_api_server_names,
+    );
     Ok(None)
 }
 
@@ -241,12 +261,29 @@ async fn kubernetes(args: &KubernetesArgs) -> Result<Option<std::convert::Infall
 fn with_cluster(
     builder: ControlBuilder,
     cluster: smi_control::kubernetes::Cluster,
+    args: &KubernetesArgs,
 ) -> ControlBuilder {
-    builder.kubernetes(cluster)
+    let client = cluster.client.clone();
+    let builder = builder.kubernetes(cluster);
+    match args.aggregated_api_listen {
+        Some(listen) => builder.aggregated_api(
+            client,
+            smi_control::kubernetes::aggregated::AggregatedApiConfig {
+                listen,
+                server_names: args.aggregated_api_server_names.clone(),
+                ..Default::default()
+            },
+        ),
+        None => builder,
+    }
 }
 
 #[cfg(not(feature = "kubernetes"))]
-fn with_cluster(_: ControlBuilder, never: std::convert::Infallible) -> ControlBuilder {
+fn with_cluster(
+    _: ControlBuilder,
+    never: std::convert::Infallible,
+    _: &KubernetesArgs,
+) -> ControlBuilder {
     match never {}
 }
 

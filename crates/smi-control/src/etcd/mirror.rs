@@ -20,8 +20,8 @@ use arc_swap::ArcSwap;
 
 use super::client::{EtcdClient, EtcdError, pb};
 use super::keys::Keys;
-use crate::store_runtime::StoreRuntime;
 use crate::ca::unix_now;
+use crate::store_runtime::StoreRuntime;
 use crate::traits::{Changed, StoreHealth, WatchGuard};
 
 /// What a key holds, for whom to tell when it changes.

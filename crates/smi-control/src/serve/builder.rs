@@ -59,6 +59,11 @@ pub struct ControlBuilder {
     registrations: Option<Box<dyn RegistrySink>>,
     authenticators: Authenticators,
     clock: Arc<dyn Clock>,
+    #[cfg(feature = "kubernetes")]
+    aggregated: Option<(
+        kube::Client,
+        crate::kubernetes::aggregated::AggregatedApiConfig,
+    )>,
 }
 
 impl std::fmt::Debug for ControlBuilder {
@@ -91,6 +96,8 @@ impl ControlBuilder {
             registrations: None,
             authenticators: Authenticators::default(),
             clock: Arc::new(SystemClock),
+            #[cfg(feature = "kubernetes")]
+            aggregated: None,
         }
     }
 
@@ -166,6 +173,19 @@ impl ControlBuilder {
             .authenticator(reviews)
     }
 
+    /// Also serve the TrafficMetrics API to the cluster's aggregation layer (feature
+    /// `kubernetes`; its own TLS listener, see [`crate::kubernetes::aggregated`]).
+    #[cfg(feature = "kubernetes")]
+    #[must_use]
+    pub fn aggregated_api(
+        mut self,
+        client: kube::Client,
+        config: crate::kubernetes::aggregated::AggregatedApiConfig,
+    ) -> Self {
+        self.aggregated = Some((client, config));
+        self
+    }
+
     /// Another authenticator, after the control's own (each claims only what it recognizes).
     #[must_use]
     pub fn authenticator(mut self, authenticator: impl Authenticator) -> Self {
@@ -183,6 +203,8 @@ impl ControlBuilder {
             registrations,
             authenticators,
             clock,
+            #[cfg(feature = "kubernetes")]
+            aggregated,
         } = self;
         let policy: Arc<dyn PolicySource> = match policy {
             Some(policy) => policy,
@@ -318,6 +340,28 @@ impl ControlBuilder {
             AllowedHosts::new(admin_addr.ip(), &config.admin_hosts),
             admin_token,
         );
+        #[cfg(feature = "kubernetes")]
+        let aggregated = match aggregated {
+            Some((client, aggregated_config)) => Some(
+                crate::kubernetes::aggregated::AggregatedApi::start(
+                    client,
+                    aggregated_config,
+                    crate::telemetry::MetricsState {
+                        telemetry: telemetry.clone(),
+                        hub: hub.clone(),
+                    },
+                    authority.clone(),
+                    shutdown_rx.clone(),
+                )
+                .await
+                .map_err(|e| ServeError::AggregatedApi(e.to_string()))?,
+            ),
+            None => None,
+        };
+        #[cfg(feature = "kubernetes")]
+        let aggregated_api_addr = aggregated.as_ref().map(|a| a.local_addr());
+        #[cfg(not(feature = "kubernetes"))]
+        let aggregated_api_addr = None;
         let mut tasks = vec![
             servers::grpc(api, listener, tls, shutdown_rx.clone()),
             servers::admin(
@@ -342,12 +386,15 @@ impl ControlBuilder {
             shutdown_rx.clone(),
         )));
         tasks.push(tokio::spawn(keeper.timers(shutdown_rx)));
+        #[cfg(feature = "kubernetes")]
+        tasks.extend(aggregated.map(|a| a.into_task()));
 
         let bundle_pem = smi_core::pem::certificates(authority.load().bundle());
         tracing::info!(%api_addr, %admin_addr, control = %control_id, policy = policy.name(), state = store.name(), "smi-control ready");
         Ok(Running {
             api_addr,
             admin_addr,
+            aggregated_api_addr,
             bundle_pem,
             shutdown,
             tasks,

@@ -51,6 +51,9 @@ pub enum ServeError {
     PolicyDir(PathBuf),
     #[error(transparent)]
     AdminToken(#[from] admin::TokenFileError),
+    /// The TrafficMetrics aggregated API could not start (feature `kubernetes`).
+    #[error("the aggregated API: {0}")]
+    AggregatedApi(String),
 }
 
 /// A started control service.
@@ -58,6 +61,8 @@ pub enum ServeError {
 pub struct Running {
     pub api_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// The TrafficMetrics aggregated API's listener, when it was asked for.
+    pub aggregated_api_addr: Option<SocketAddr>,
     /// The trust bundle at start (what workloads and tests pin), PEM.
     pub bundle_pem: String,
     shutdown: watch::Sender<bool>,

@@ -94,7 +94,8 @@ pub struct FakeApiServer {
     running: Mutex<Option<Running>>,
 }
 
-/// One request the server answered: for tests to assert what the client did.
+/// One request the fake API server answered ([`FakeApiServer::requests`]): for tests to assert
+/// what the client did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoggedRequest {
     pub method: Method,

@@ -7,12 +7,13 @@ use serde_json::{Value, json};
 
 use super::status::ApiError;
 
-/// The audience a token is checked against when a TokenReview names none: the API server's
-/// own, as a cluster with the default service account issuer has it.
+/// The audience the fake checks a token against when a TokenReview names none: the API
+/// server's own, as a cluster with the default service account issuer has it.
 pub const API_AUDIENCE: &str = "https://kubernetes.default.svc.cluster.local";
 
-/// Who a bearer token belongs to, as the real server's ServiceAccount token authenticator
-/// reports it.
+/// Who a bearer token belongs to, for the fake API server's TokenReviews
+/// ([`FakeApiServer::add_token`](super::FakeApiServer::add_token)): what the real server's
+/// ServiceAccount token authenticator would report for it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TokenIdentity {
     /// `system:serviceaccount:NAMESPACE:NAME` for a ServiceAccount token.
