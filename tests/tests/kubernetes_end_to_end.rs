@@ -160,10 +160,39 @@ async fn traffic_follows_the_split_weights_that_flagger_writes_within_a_second()
     eprintln!("the split moved; 20 purchases in a row on the new backend after {timings:?}");
 }
 
+/// `smictl check --kubernetes` from bookbuyer to bookstore for a purchase: its exit code.
+async fn smictl_check(cluster: &KubeCluster) -> std::process::ExitCode {
+    let kubeconfig = cluster.kubeconfig().to_str().unwrap().to_owned();
+    // smictl runs its own runtime: off this one.
+    tokio::task::spawn_blocking(move || {
+        smi_test_util::smictl(&[
+            "smictl",
+            "check",
+            "--kubernetes",
+            "--kubeconfig",
+            &kubeconfig,
+            "--from",
+            "bookbuyer/bookbuyer",
+            "--to",
+            "bookstore/bookstore",
+            "--http",
+            "GET",
+            "/buy-a-book/new",
+        ])
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_traffic_target_revokes_access_within_a_second() {
     let shop = Shop::open().await;
     assert_eq!(shop.buy().await.0, StatusCode::OK);
+    // smictl reads the same policy from the cluster and says the same.
+    assert_eq!(
+        smictl_check(&shop.cluster).await,
+        std::process::ExitCode::SUCCESS
+    );
     shop.cluster
         .api
         .delete(
@@ -177,6 +206,10 @@ async fn a_deleted_traffic_target_revokes_access_within_a_second() {
         .until(5, WITHIN, |status, _| status == StatusCode::FORBIDDEN)
         .await;
     eprintln!("access revoked {took:?} after the TrafficTarget was deleted");
+    assert_eq!(
+        smictl_check(&shop.cluster).await,
+        std::process::ExitCode::from(1)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

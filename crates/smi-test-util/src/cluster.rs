@@ -161,6 +161,11 @@ impl KubeCluster {
         apply_yaml(&self.api, yaml);
     }
 
+    /// A kubeconfig for the fake API server (what `smictl --kubernetes --kubeconfig` takes).
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
     }
