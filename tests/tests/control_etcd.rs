@@ -249,6 +249,20 @@ async fn load(
     all
 }
 
+/// The replicas whose registrations etcd holds (as the test's own mirror of etcd sees them).
+fn registering_replicas(replicas: &Replicas) -> std::collections::BTreeSet<String> {
+    let mirror = replicas.etcd().mirror();
+    let keys = mirror.keys();
+    mirror
+        .entries(&keys.endpoints_prefix())
+        .iter()
+        .filter_map(|(key, _)| {
+            keys.parse_endpoints(key)
+                .map(|(replica, _)| replica.to_owned())
+        })
+        .collect()
+}
+
 async fn requests_pass(done: &watch::Sender<u64>, n: u64) {
     let mut seen = done.subscribe();
     let target = *seen.borrow() + n;
@@ -301,8 +315,29 @@ async fn a_replica_killed_under_load_loses_no_request_and_the_others_renew_and_e
         on_first >= 3,
         "the three workloads watch through replica 0: {body}"
     );
+    let before = registering_replicas(&replicas);
+    assert_eq!(
+        before.len(),
+        1,
+        "every registration went through replica 0: {before:?}"
+    );
     replicas.kill(0).await;
     requests_pass(&done, 200).await;
+    // Its lease runs out (3 s) and etcd drops what it registered; the servers registered again
+    // through another replica, so their endpoints never left the views.
+    let dead = before.into_iter().next().unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let now = registering_replicas(&replicas);
+        if !now.contains(&dead) && !now.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dead replica's registrations did not expire: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // The watch moved: a change after the kill reaches the buyer.
     let before = buyer.policy().version;
     replicas.apply(&split(100, 0));

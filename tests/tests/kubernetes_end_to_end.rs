@@ -259,3 +259,34 @@ async fn with_the_api_server_gone_the_last_policy_serves_and_the_control_catches
         back.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_resource_gets_an_event_and_blocks_nothing_else() {
+    let shop = Shop::open().await;
+    shop.cluster.apply(
+        "apiVersion: split.smi-spec.io/v1alpha4\nkind: TrafficSplit\nmetadata: {name: broken, namespace: bookstore}\nspec:\n  service: bookstore\n  backends:\n  - {service: bookstore-v1, weight: -5}\n",
+    );
+    // The Event names the object and the field (the fake records what the control posts).
+    let deadline = Instant::now() + WAIT;
+    let event = loop {
+        let found =
+            shop.cluster.api.events().into_iter().find(|e| {
+                e["involvedObject"]["name"] == "broken" && e["reason"] == "InvalidPolicy"
+            });
+        if let Some(event) = found {
+            break event;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no InvalidPolicy Event for the broken TrafficSplit"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let message = event["message"].as_str().unwrap();
+    assert!(message.contains("weight"), "{message}");
+    assert_eq!(event["type"], "Warning");
+    // The rest of the policy serves, and moves: a valid change after the broken one applies.
+    assert_eq!(shop.buy().await.0, StatusCode::OK);
+    shop.split(0, 100);
+    shop.until(20, WITHIN, served_by("v2")).await;
+}
