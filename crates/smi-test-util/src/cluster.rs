@@ -1,7 +1,8 @@
 //! A mesh on a Kubernetes cluster, for end-to-end tests: the fake API server
 //! ([`kube_api::FakeApiServer`], real HTTP on loopback, labelled as a fake) with the SMI CRDs of
 //! `deploy/kubernetes/crds` and the bookstore's namespaces, ServiceAccounts and Services; the
-//! control as a process (`smi-test-control` run as `smi-control serve --kubernetes` runs);
+//! control as a process (`smi-test-control` run as `smi-control serve --kubernetes` runs, its
+//! state in the Secret `smi-system/smi-control-state`);
 //! and workloads as pods: a Pod object, its projected ServiceAccount token (audience
 //! `smi-mesh`, known to the fake's TokenReview) in a file, a [`Mesh`] enrolled with it, and,
 //! for a server, the EndpointSlice the endpoint controller would write (the fake has none).
@@ -57,6 +58,9 @@ impl KubeCluster {
         for text in CRDS {
             apply_yaml(&api, text);
         }
+        api.apply(
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "smi-system"}}),
+        );
         for namespace in ["bookstore", "bookbuyer", "bookthief"] {
             api.apply(
                 json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}),
@@ -77,8 +81,7 @@ impl KubeCluster {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let kubeconfig = api.kubeconfig(dir.path());
         let control = spawn_control(dir.path(), &kubeconfig, "127.0.0.1:0", ttl).await;
-        let bundle_pem = std::fs::read_to_string(dir.path().join("state/bundle.pem"))
-            .expect("the control's bundle.pem");
+        let bundle_pem = bundle_in_secret(&api);
         KubeCluster {
             api,
             control,
@@ -165,10 +168,22 @@ impl KubeCluster {
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
     }
+}
 
-    pub fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
+/// The trust bundle the control keeps in its Secret (`ca.crt`, cert-manager's layout): what a
+/// ConfigMap would carry to pods.
+fn bundle_in_secret(api: &FakeApiServer) -> String {
+    use base64::Engine;
+    let secret = api
+        .get("v1", "Secret", Some("smi-system"), "smi-control-state")
+        .expect("the control's state Secret");
+    let encoded = secret["data"]["ca.crt"]
+        .as_str()
+        .expect("ca.crt in the Secret");
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .expect("base64 data");
+    String::from_utf8(pem).expect("PEM text")
 }
 
 async fn spawn_control(dir: &Path, kubeconfig: &Path, listen: &str, ttl: Duration) -> Process {

@@ -6,7 +6,7 @@
 //! as one replica over etcd, as `smi-control serve --etcd` does (the directories are unused);
 //! `SMI_TEST_LEASE_MS` sets the registration lease. `SMI_TEST_KUBECONFIG=<file>` runs it as
 //! `smi-control serve --kubernetes --kubeconfig <file>` does (policy and endpoints from the
-//! cluster, ServiceAccount tokens; the state still in the state directory).
+//! cluster, ServiceAccount tokens, the state in the Secret smi-system/smi-control-state).
 //!
 //! `smi-control serve` refuses certificate lifetimes under a minute; the tests rotate
 //! certificates every few seconds, so they start the same `smi_control::serve::start` here.
@@ -67,7 +67,23 @@ async fn main() -> Result<(), Error> {
             Ok(kubeconfig) => {
                 let cluster =
                     smi_control::kubernetes::Cluster::connect(Some(kubeconfig.as_ref())).await?;
-                builder.kubernetes(cluster).start().await?
+                // As `serve --kubernetes` without --state-dir: the state in a Secret.
+                let store = {
+                    let kubeconfig = kubeconfig.clone();
+                    tokio::task::spawn_blocking(move || {
+                        smi_control::kubernetes::SecretStore::connect(
+                            Some(kubeconfig.as_ref()),
+                            "smi-system",
+                            "smi-control-state",
+                        )
+                    })
+                    .await??
+                };
+                builder
+                    .kubernetes(cluster)
+                    .state_store(store)
+                    .start()
+                    .await?
             }
             Err(_) => builder.start().await?,
         },

@@ -33,14 +33,14 @@ struct ServeArgs {
     /// Directory of SMI YAML/JSON; watched, and reloaded on change.
     #[arg(
         long,
-        required_unless_present = "endpoints",
-        conflicts_with = "endpoints"
+        required_unless_present_any = ["endpoints", "kubernetes"],
+        conflicts_with_all = ["endpoints", "kubernetes"]
     )]
     policy_dir: Option<PathBuf>,
     /// Where the CA and the token key live (created on first start; secrets are mode 0600).
     #[arg(
         long,
-        required_unless_present = "endpoints",
+        required_unless_present_any = ["endpoints", "kubernetes"],
         conflicts_with = "endpoints"
     )]
     state_dir: Option<PathBuf>,
@@ -51,6 +51,15 @@ struct ServeArgs {
     /// names). Built with the `kubernetes` feature only.
     #[arg(long, conflicts_with = "endpoints")]
     kubernetes: bool,
+    /// With --kubernetes and no --state-dir: the Secret the state is kept in, `NAMESPACE/NAME`
+    /// (the CA in cert-manager's tls.crt/tls.key/ca.crt; shared by every replica).
+    #[arg(
+        long,
+        value_name = "NS/NAME",
+        default_value = "smi-system/smi-control-state",
+        requires = "kubernetes"
+    )]
+    state_secret: String,
     /// The kubeconfig for --kubernetes, instead of KUBECONFIG or the in-cluster configuration.
     #[arg(long, value_name = "FILE", requires = "kubernetes")]
     kubeconfig: Option<PathBuf>,
@@ -150,6 +159,14 @@ fn main() -> ExitCode {
         }
     };
     let kube_args = args.kubernetes_args();
+    // Before the runtime, as etcd: the Secret store reads the Secret on a runtime of its own.
+    let secret_store = match state_secret(&args, &kube_args) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let config = ServeConfig {
         policy_dir: args.policy_dir.take().unwrap_or_default(),
         state_dir: args.state_dir.take().unwrap_or_default(),
@@ -186,6 +203,10 @@ fn main() -> ExitCode {
         let builder = ControlBuilder::new(config);
         let builder = match &etcd {
             Some(etcd) => builder.etcd(etcd, lease),
+            None => builder,
+        };
+        let builder = match secret_store {
+            Some(store) => store.into_builder(builder),
             None => builder,
         };
         let builder = match kubernetes(&kube_args).await {
@@ -227,6 +248,44 @@ impl ServeArgs {
             aggregated_api_listen: self.aggregated_api_listen,
             aggregated_api_server_names: self.aggregated_api_server_names.clone(),
         }
+    }
+}
+
+/// The Secret the state is kept in: with `--kubernetes` and no `--state-dir`.
+#[cfg(feature = "kubernetes")]
+fn state_secret(args: &ServeArgs, kube: &KubernetesArgs) -> Result<Option<StateSecret>, String> {
+    if !kube.enabled || args.state_dir.is_some() {
+        return Ok(None);
+    }
+    let (namespace, name) = args.state_secret.split_once('/').ok_or_else(|| {
+        format!(
+            "--state-secret {:?}: expected NAMESPACE/NAME",
+            args.state_secret
+        )
+    })?;
+    smi_control::kubernetes::SecretStore::connect(kube.kubeconfig.as_deref(), namespace, name)
+        .map(|store| Some(StateSecret(store)))
+        .map_err(|e| format!("--state-secret {}: {e}", args.state_secret))
+}
+
+#[cfg(not(feature = "kubernetes"))]
+fn state_secret(_: &ServeArgs, _: &KubernetesArgs) -> Result<Option<StateSecret>, String> {
+    Ok(None)
+}
+
+/// The Secret store, when there is one (a type of its own so that a build without the
+/// `kubernetes` feature has the same code path).
+struct StateSecret(#[cfg(feature = "kubernetes")] smi_control::kubernetes::SecretStore);
+
+impl StateSecret {
+    #[cfg(feature = "kubernetes")]
+    fn into_builder(self, builder: ControlBuilder) -> ControlBuilder {
+        builder.state_store(self.0)
+    }
+
+    #[cfg(not(feature = "kubernetes"))]
+    fn into_builder(self, builder: ControlBuilder) -> ControlBuilder {
+        builder
     }
 }
 

@@ -14,6 +14,10 @@
 //! - [`aggregated::AggregatedApi`]: the TrafficMetrics API as an aggregated API (its own TLS
 //!   listener; request-header authentication by the front proxy, SubjectAccessReview
 //!   authorization), for `kubectl get --raw /apis/metrics.smi-spec.io/v1alpha1/...`.
+//! - [`SecretStore`] ([`StateStore`](crate::traits::StateStore)): the control's state in one
+//!   Secret (default `smi-system/smi-control-state`), the CA in cert-manager's layout
+//!   (`tls.crt`, `tls.key`, `ca.crt`), shared by replicas through optimistic concurrency on its
+//!   resourceVersion, so that the control needs no state directory.
 
 mod endpoints;
 mod events;
@@ -21,11 +25,13 @@ mod policy;
 mod watched;
 
 pub mod aggregated;
+pub mod secret_store;
 pub mod token_review;
 
 pub use endpoints::KubeEndpoints;
 pub use events::EventRecorder;
 pub use policy::{KubePolicy, list_documents, smi_resources};
+pub use secret_store::SecretStore;
 
 use std::path::Path;
 
