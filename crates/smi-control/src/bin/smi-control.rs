@@ -53,13 +53,14 @@ struct ServeArgs {
     kubernetes: bool,
     /// With --kubernetes and no --state-dir: the Secret the state is kept in, `NAMESPACE/NAME`
     /// (the CA in cert-manager's tls.crt/tls.key/ca.crt; shared by every replica).
+    /// Default `smi-system/smi-control-state`.
     #[arg(
         long,
         value_name = "NS/NAME",
-        default_value = "smi-system/smi-control-state",
-        requires = "kubernetes"
+        requires = "kubernetes",
+        conflicts_with = "state_dir"
     )]
-    state_secret: String,
+    state_secret: Option<String>,
     /// The kubeconfig for --kubernetes, instead of KUBECONFIG or the in-cluster configuration.
     #[arg(long, value_name = "FILE", requires = "kubernetes")]
     kubeconfig: Option<PathBuf>,
@@ -257,15 +258,16 @@ fn state_secret(args: &ServeArgs, kube: &KubernetesArgs) -> Result<Option<StateS
     if !kube.enabled || args.state_dir.is_some() {
         return Ok(None);
     }
-    let (namespace, name) = args.state_secret.split_once('/').ok_or_else(|| {
-        format!(
-            "--state-secret {:?}: expected NAMESPACE/NAME",
-            args.state_secret
-        )
-    })?;
+    let secret = args
+        .state_secret
+        .as_deref()
+        .unwrap_or("smi-system/smi-control-state");
+    let (namespace, name) = secret
+        .split_once('/')
+        .ok_or_else(|| format!("--state-secret {secret:?}: expected NAMESPACE/NAME"))?;
     smi_control::kubernetes::SecretStore::connect(kube.kubeconfig.as_deref(), namespace, name)
         .map(|store| Some(StateSecret(store)))
-        .map_err(|e| format!("--state-secret {}: {e}", args.state_secret))
+        .map_err(|e| format!("--state-secret {secret}: {e}"))
 }
 
 #[cfg(not(feature = "kubernetes"))]

@@ -5,7 +5,8 @@
 //!
 //! - An endpoint counts when its slice belongs to a Service that exists (the slice's
 //!   `kubernetes.io/service-name` label), it is not marked not-ready, and its `targetRef` is a
-//!   Pod that the control has seen (without the Pod there is no identity to bind it to).
+//!   Pod of the slice's namespace that the control has seen (without the Pod there is no
+//!   identity to bind it to).
 //! - Every port of the slice is an endpoint, except when one is named `smi-mesh`: then only
 //!   that one (a Service that also exposes a port the mesh does not serve).
 
@@ -112,10 +113,10 @@ impl KubeEndpoints {
                     .target_ref
                     .as_ref()
                     .filter(|r| r.kind.as_deref() == Some("Pod"))
-                    .and_then(|r| {
-                        let ns = r.namespace.clone().unwrap_or_else(|| namespace.clone());
-                        pods.get(&(ns, r.name.clone()?))
-                    })
+                    // Only a pod of the slice's own namespace: a slice may not bind an
+                    // address to the identity of a pod elsewhere.
+                    .filter(|r| r.namespace.as_ref().is_none_or(|ns| *ns == namespace))
+                    .and_then(|r| pods.get(&(namespace.clone(), r.name.clone()?)))
                 else {
                     continue;
                 };

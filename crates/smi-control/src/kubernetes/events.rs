@@ -31,7 +31,15 @@ pub struct EventRecorder {
     runtime: Handle,
     /// What was reported for each object that is failing now.
     reported: Arc<Mutex<HashMap<ObjectRef, String>>>,
+    /// Posts in flight: a namespace full of broken objects makes a bounded number of requests
+    /// at a time, each bounded in time.
+    posting: Arc<tokio::sync::Semaphore>,
 }
+
+/// Event posts in flight at once.
+const POSTS_IN_FLIGHT: usize = 4;
+/// How long one post may take.
+const POST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl std::fmt::Debug for EventRecorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -46,6 +54,7 @@ impl EventRecorder {
             client,
             runtime: Handle::current(),
             reported: Arc::default(),
+            posting: Arc::new(tokio::sync::Semaphore::new(POSTS_IN_FLIGHT)),
         }
     }
 
@@ -60,10 +69,15 @@ impl EventRecorder {
                 continue;
             }
             reported.insert(object.clone(), message.clone());
-            let client = self.client.clone();
+            let (client, posting) = (self.client.clone(), self.posting.clone());
             self.runtime.spawn(async move {
-                if let Err(e) = post(client, &object, &message).await {
-                    tracing::warn!(kind = object.kind, namespace = object.namespace, name = object.name, error = %e, "cannot post the Event of an invalid policy resource");
+                let Ok(_permit) = posting.acquire().await else {
+                    return;
+                };
+                match tokio::time::timeout(POST_TIMEOUT, post(client, &object, &message)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(kind = object.kind, namespace = object.namespace, name = object.name, error = %e, "cannot post the Event of an invalid policy resource"),
+                    Err(_) => tracing::warn!(kind = object.kind, namespace = object.namespace, name = object.name, "the Event of an invalid policy resource was not posted within 5 s"),
                 }
             });
         }

@@ -294,8 +294,10 @@ impl ControlBuilder {
             store.name(),
             store.watch(on_state_change.clone()),
         )?);
-        // As for the policy: a `smictl revoke` or `ca rotate` since the state was read.
-        on_state_change();
+        // As for the policy: a `smictl revoke` or `ca rotate` since the state was read. Off
+        // this thread: a networked store's reads block.
+        let again = on_state_change.clone();
+        let _ = tokio::task::spawn_blocking(move || again()).await;
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let telemetry = Arc::new(TelemetryStore::new(
